@@ -1,0 +1,3 @@
+from droplab.cli import main
+
+raise SystemExit(main())

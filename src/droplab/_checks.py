@@ -1,0 +1,100 @@
+"""Argument validation shared by every droplab module (one place, one message format).
+
+Messages say what was expected, then what came: ``p must be in [0, 1), got 1.2``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from droplab.errors import ConfigError
+
+__all__ = [
+    "check_probability",
+    "check_positive_int",
+    "check_nonneg_int",
+    "check_positive_float",
+    "check_nonneg_float",
+    "check_choice",
+    "check_rank",
+    "check_keys",
+    "did_you_mean",
+]
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_probability(name: str, value: Any, *, allow_one: bool = False) -> float:
+    """Return ``value`` as float if it lies in [0, 1) ([0, 1] with ``allow_one``)."""
+    interval = "[0, 1]" if allow_one else "[0, 1)"
+    if not _is_real(value) or math.isnan(value):
+        raise ConfigError(f"{name} must be a number in {interval}, got {value!r}")
+    upper_ok = value <= 1 if allow_one else value < 1
+    if not (0 <= value and upper_ok):
+        raise ConfigError(f"{name} must be in {interval}, got {value!r}")
+    return float(value)
+
+
+def check_positive_int(name: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def check_nonneg_int(name: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def check_positive_float(name: str, value: Any) -> float:
+    if not _is_real(value) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def check_nonneg_float(name: str, value: Any) -> float:
+    if not _is_real(value) or not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def did_you_mean(value: str, choices: Iterable[str]) -> str:
+    """Return ``" (did you mean 'x'?)"`` for the closest choice, or ``""``."""
+    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_choice(name: str, value: Any, choices: Sequence[Any]) -> Any:
+    """Raise unless ``value`` is one of ``choices``; the message lists them all."""
+    if value not in choices:
+        listed = ", ".join(repr(c) for c in choices)
+        hint = did_you_mean(value, choices) if isinstance(value, str) else ""
+        raise ConfigError(f"{name} must be one of {listed}; got {value!r}{hint}")
+    return value
+
+
+def check_keys(where: str, keys: Iterable[str], allowed: Iterable[str]) -> None:
+    """Raise on the first key not in ``allowed``, with a did-you-mean hint."""
+    allowed = list(allowed)
+    for key in keys:
+        if key not in allowed:
+            raise ConfigError(
+                f"unknown key {key!r} in {where}{did_you_mean(key, allowed)}; "
+                f"valid keys: {', '.join(sorted(allowed))}"
+            )
+
+
+def check_rank(name: str, x: Any, ranks: Sequence[int], layout: str = "") -> None:
+    """Raise unless tensor ``x`` has one of ``ranks`` dimensions; say expected and actual."""
+    if x.dim() not in ranks:
+        want = " or ".join(f"{r}D" for r in ranks)
+        lay = f" {layout}" if layout else ""
+        raise ConfigError(
+            f"{name} expects a {want} input{lay}, got {x.dim()}D input of shape {tuple(x.shape)}"
+        )

@@ -1,0 +1,3 @@
+"""data"""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""functional"""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""regularize"""
+
+__all__: list[str] = []
