@@ -1,3 +1,7 @@
-"""functional"""
+"""Pure tensor functions for the dropout family; :mod:`droplab.nn` wraps each in a module."""
 
-__all__: list[str] = []
+# --- unit and recurrent dropout (functional/dropout.py, functional/recurrent.py) ---
+# --- structured, weight and learned-rate dropout (functional/structured.py, functional/weights.py, functional/concrete.py) ---
+
+__all__: list[str] = [
+]
