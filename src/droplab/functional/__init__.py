@@ -1,7 +1,30 @@
 """Pure tensor functions for the dropout family; :mod:`droplab.nn` wraps each in a module."""
 
 # --- unit and recurrent dropout (functional/dropout.py, functional/recurrent.py) ---
+from droplab.functional.dropout import (
+    alpha_dropout,
+    drop_path,
+    dropout,
+    gaussian_dropout,
+    spatial_dropout,
+)
+from droplab.functional.recurrent import embedding_dropout, locked_dropout
 # --- structured, weight and learned-rate dropout (functional/structured.py, functional/weights.py, functional/concrete.py) ---
+from droplab.functional.concrete import concrete_dropout
+from droplab.functional.structured import drop_block1d, drop_block2d, drop_block3d
+from droplab.functional.weights import drop_connect
 
 __all__: list[str] = [
+    "dropout",
+    "spatial_dropout",
+    "gaussian_dropout",
+    "alpha_dropout",
+    "drop_path",
+    "locked_dropout",
+    "embedding_dropout",
+    "drop_block1d",
+    "drop_block2d",
+    "drop_block3d",
+    "drop_connect",
+    "concrete_dropout",
 ]

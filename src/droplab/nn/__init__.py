@@ -8,8 +8,26 @@
 from droplab.nn._base import StochasticLayer
 
 # --- unit and recurrent dropout (nn/dropout.py, nn/recurrent.py) ---
+from droplab.nn.dropout import AlphaDropout, Dropout, DropPath, GaussianDropout, SpatialDropout
+from droplab.nn.recurrent import EmbeddingDropout, LockedDropout, WeightDrop
 # --- structured, weight and learned-rate dropout (nn/structured.py, nn/weights.py, nn/concrete.py) ---
+from droplab.nn.concrete import ConcreteDropout
+from droplab.nn.structured import DropBlock1d, DropBlock2d, DropBlock3d
+from droplab.nn.weights import DropConnect
 
 __all__ = [
     "StochasticLayer",
+    "Dropout",
+    "SpatialDropout",
+    "GaussianDropout",
+    "AlphaDropout",
+    "DropPath",
+    "LockedDropout",
+    "EmbeddingDropout",
+    "WeightDrop",
+    "DropBlock1d",
+    "DropBlock2d",
+    "DropBlock3d",
+    "DropConnect",
+    "ConcreteDropout",
 ]

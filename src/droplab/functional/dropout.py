@@ -1,0 +1,281 @@
+"""Unit-wise dropout: Bernoulli (inverted or classic), spatial, Gaussian, alpha and drop path.
+
+Every Bernoulli mask here is drawn the same way: ``u = torch.rand(shape, generator=...)`` and
+``drop = u < p``. For one generator state the masks are therefore *nested* across rates (a unit
+dropped at p=0.2 is also dropped at p=0.5), which the sweeps use as common random numbers.
+Uniforms (and the normals of Gaussian dropout) are drawn in float32 whatever the input's dtype,
+so float16/bfloat16/float64 inputs get exactly the masks a float32 input would, and bfloat16's
+8-bit mantissa does not quantize the rate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from droplab._checks import check_choice, check_probability, check_rank
+from droplab.errors import ConfigError
+
+__all__ = [
+    "dropout",
+    "spatial_dropout",
+    "gaussian_dropout",
+    "alpha_dropout",
+    "drop_path",
+]
+
+# The two forms of Bernoulli dropout; the first is the default everywhere in droplab.
+_MODES: tuple[str, ...] = ("inverted", "classic")
+
+# SELU constants (Klambauer et al. 2017, eq. 2): alpha' = -lambda * alpha is the value SELU
+# saturates to for large negative inputs, the natural "off" value of a self-normalizing unit.
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+_ALPHA_PRIME = -_SELU_SCALE * _SELU_ALPHA
+
+
+def _uniform(shape: Sequence[int], like: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Uniforms in [0, 1) of ``shape`` on ``like``'s device (float32, see module docstring)."""
+    return torch.rand(tuple(shape), generator=generator, device=like.device, dtype=torch.float32)
+
+
+def _keep_mask(
+    shape: Sequence[int], p: float, like: Tensor, generator: torch.Generator | None
+) -> Tensor:
+    """Boolean keep mask with ``P(keep) = 1 - p``, drawn as ``u >= p`` so masks nest across p."""
+    return _uniform(shape, like, generator) >= p
+
+
+def _scaled_mask(keep: Tensor, p: float, dtype: torch.dtype, *, inverted: bool) -> Tensor:
+    mask = keep.to(dtype)
+    # Divide rather than multiply by 1/(1-p): 0/(1-p) stays 0 even where 1/(1-p) overflows.
+    return mask.div_(1.0 - p) if inverted else mask
+
+
+def _normalize_axes(shared_axes: Sequence[int], x: Tensor) -> tuple[int, ...]:
+    ndim = x.dim()
+    out: list[int] = []
+    for axis in shared_axes:
+        if not -ndim <= axis < ndim:
+            raise ConfigError(
+                f"shared_axes entry {axis} is out of range for a {ndim}D input of shape "
+                f"{tuple(x.shape)} (expected an axis in [{-ndim}, {ndim - 1}])"
+            )
+        axis = axis % ndim
+        if axis in out:
+            raise ConfigError(
+                f"shared_axes {tuple(shared_axes)} names dimension {axis} more than once "
+                f"for a {ndim}D input of shape {tuple(x.shape)}"
+            )
+        out.append(axis)
+    return tuple(out)
+
+
+def _check_shared_axes(shared_axes: int | Sequence[int]) -> tuple[int, ...]:
+    """Type-check ``shared_axes`` (range is checked against the input later)."""
+    is_int = isinstance(shared_axes, int) and not isinstance(shared_axes, bool)
+    axes = (shared_axes,) if is_int else shared_axes
+    if isinstance(axes, (str, bytes)) or not isinstance(axes, Sequence):
+        raise ConfigError(f"shared_axes must be an int or a sequence of ints, got {shared_axes!r}")
+    for axis in axes:
+        if not isinstance(axis, int) or isinstance(axis, bool):
+            raise ConfigError(
+                f"shared_axes must contain only ints, got {axis!r} in {tuple(axes)!r}"
+            )
+    if len(set(axes)) != len(axes):
+        raise ConfigError(f"shared_axes must not repeat an axis, got {tuple(axes)!r}")
+    return tuple(axes)
+
+
+def dropout(
+    x: Tensor,
+    p: float,
+    *,
+    mode: str = "inverted",
+    shared_axes: int | Sequence[int] = (),
+    training: bool = True,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Bernoulli dropout of units, in the inverted (default) or the classic form.
+
+    Srivastava, Hinton, Krizhevsky, Sutskever, Salakhutdinov, "Dropout: A Simple Way to Prevent
+    Neural Networks from Overfitting", JMLR 15, 2014. Each unit is dropped with probability
+    ``p``. The two modes are equal in expectation and differ only in where the keep probability
+    ``1 - p`` is applied:
+
+    * ``"inverted"`` (default, torch's form): training ``y = x * r / (1 - p)``, eval ``y = x``.
+    * ``"classic"`` (the paper's form): training ``y = x * r``, eval ``y = (1 - p) * x``
+      (the paper scales the outgoing weights by the keep probability at test time).
+
+    Args:
+        x: input tensor of any shape.
+        p: probability of dropping a unit, in [0, 1).
+        mode: ``"inverted"`` (default) or ``"classic"``.
+        shared_axes: dimensions along which one mask value is shared (the mask has size 1
+            there), e.g. ``shared_axes=1`` on ``(N, T, F)`` drops the same features at every
+            time step. Negative dimensions count from the end. Default ``()``: independent units.
+        training: apply the random mask (default ``True``); ``False`` gives the eval output.
+        generator: optional ``torch.Generator`` for the mask; ``None`` uses torch's global one.
+
+    Returns:
+        A tensor like ``x``. In inverted mode, at ``p == 0`` or when not training, ``x`` itself.
+
+    Shape:
+        Input ``(*)``, output ``(*)``, the same shape.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> y = dropout(torch.ones(4, 8), 0.5, generator=g)   # entries are 0 or 2
+        >>> y = dropout(torch.ones(4, 8), 0.5, mode="classic", training=False)  # all 0.5
+    """
+    p = check_probability("p", p)
+    check_choice("mode", mode, _MODES)
+    axes = _normalize_axes(_check_shared_axes(shared_axes), x)
+    if not training:
+        return x if mode == "inverted" or p == 0.0 else x * (1.0 - p)
+    if p == 0.0:
+        return x
+    shape = [1 if d in axes else size for d, size in enumerate(x.shape)]
+    keep = _keep_mask(shape, p, x, generator)
+    return x * _scaled_mask(keep, p, x.dtype, inverted=mode == "inverted")
+
+
+def spatial_dropout(
+    x: Tensor, p: float, *, training: bool = True, generator: torch.Generator | None = None
+) -> Tensor:
+    """Drop whole feature maps: one draw per (example, channel), inverted scaling.
+
+    Tompson, Goroshin, Jain, LeCun, Bregler, "Efficient Object Localization Using Convolutional
+    Networks", CVPR 2015 (SpatialDropout). Adjacent activations of a feature map are strongly
+    correlated, so dropping single pixels barely regularizes; dropping the channel does.
+
+    Args:
+        x: input of layout ``(N, C, L)``, ``(N, C, H, W)`` or ``(N, C, D, H, W)``.
+        p: probability of dropping a channel, in [0, 1).
+        training: apply the mask (default ``True``); ``False`` returns ``x``.
+        generator: optional ``torch.Generator`` for the mask.
+
+    Shape:
+        Input ``(N, C, *spatial)`` with 1 to 3 spatial dimensions; output the same shape.
+
+    Example:
+        >>> y = spatial_dropout(torch.ones(2, 16, 8, 8), 0.2)  # whole 8x8 maps are 0 or 1.25
+    """
+    p = check_probability("p", p)
+    # The layout is fixed by rank and never guessed: torch's Dropout2d silently changed its
+    # meaning on 3D input (pytorch/pytorch#69801), treating (C, H, W) as (N, C, L) or vice versa.
+    check_rank(
+        "spatial_dropout", x, [3, 4, 5], "(N, C, L), (N, C, H, W) or (N, C, D, H, W)"
+    )
+    if not training or p == 0.0:
+        return x
+    shape = [x.shape[0], x.shape[1]] + [1] * (x.dim() - 2)
+    keep = _keep_mask(shape, p, x, generator)
+    return x * _scaled_mask(keep, p, x.dtype, inverted=True)
+
+
+def gaussian_dropout(
+    x: Tensor, p: float, *, training: bool = True, generator: torch.Generator | None = None
+) -> Tensor:
+    """Multiplicative Gaussian noise ``x * N(1, p / (1 - p))``; identity at inference.
+
+    Srivastava et al., "Dropout: A Simple Way to Prevent Neural Networks from Overfitting",
+    JMLR 15, 2014, section 10: noise with the mean and variance of inverted Bernoulli dropout at
+    rate ``p`` (standard deviation ``sqrt(p / (1 - p))``). The same generator state gives the same
+    standard normal draws at every ``p``, so noise at two rates differs only by its scale.
+
+    Args:
+        x: input tensor of any shape.
+        p: equivalent Bernoulli drop probability, in [0, 1).
+        training: add the noise (default ``True``); ``False`` returns ``x``.
+        generator: optional ``torch.Generator`` for the noise.
+
+    Shape:
+        Input ``(*)``, output ``(*)``.
+
+    Example:
+        >>> y = gaussian_dropout(torch.ones(3, 5), 0.5)  # multiplier ~ N(1, 1)
+    """
+    p = check_probability("p", p)
+    if not training or p == 0.0:
+        return x
+    std = math.sqrt(p / (1.0 - p))
+    z = torch.randn(tuple(x.shape), generator=generator, device=x.device, dtype=torch.float32)
+    return x * z.mul_(std).add_(1.0).to(x.dtype)
+
+
+def alpha_dropout(
+    x: Tensor, p: float, *, training: bool = True, generator: torch.Generator | None = None
+) -> Tensor:
+    """Alpha dropout for self-normalizing networks (SELU): keeps zero mean and unit variance.
+
+    Klambauer, Unterthiner, Mayr, Hochreiter, "Self-Normalizing Neural Networks", NeurIPS 2017,
+    arXiv:1706.02515. Dropped units are set to ``alpha' = -lambda * alpha`` (SELU's negative
+    saturation value) instead of 0, then the affine map ``a * y + b`` with
+    ``a = ((1 - p) * (1 + p * alpha'^2)) ** -0.5`` and ``b = -a * p * alpha'`` restores mean 0 and
+    variance 1 *for standardized inputs*. For other inputs the expectation is not ``x``.
+
+    Args:
+        x: input tensor of any shape (meant for SELU activations with mean 0, variance 1).
+        p: probability of dropping a unit, in [0, 1).
+        training: apply the mask (default ``True``); ``False`` returns ``x``.
+        generator: optional ``torch.Generator`` for the mask.
+
+    Shape:
+        Input ``(*)``, output ``(*)``.
+
+    Example:
+        >>> y = alpha_dropout(torch.randn(64, 32), 0.1)  # mean ~0, variance ~1
+    """
+    p = check_probability("p", p)
+    if not training or p == 0.0:
+        return x
+    a = ((1.0 - p) * (1.0 + p * _ALPHA_PRIME**2)) ** -0.5
+    b = -a * p * _ALPHA_PRIME
+    keep = _keep_mask(x.shape, p, x, generator)
+    off = torch.full((), _ALPHA_PRIME, dtype=x.dtype, device=x.device)
+    return torch.where(keep, x, off) * a + b
+
+
+def drop_path(
+    x: Tensor,
+    p: float,
+    *,
+    scale_by_keep: bool = True,
+    training: bool = True,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Stochastic depth: drop whole examples of a residual branch (dimension 0).
+
+    Huang, Sun, Liu, Sedra, Weinberger, "Deep Networks with Stochastic Depth", ECCV 2016,
+    arXiv:1603.09382, in the per-sample form of timm's ``drop_path``: apply it to the output of
+    a residual branch, ``x = x + drop_path(branch(x), p)``, so a dropped sample skips the block.
+
+    Args:
+        x: branch output whose first dimension is the batch.
+        p: probability of dropping a sample's branch, in [0, 1).
+        scale_by_keep: divide kept samples by ``1 - p`` (default ``True``) so the expectation is
+            unchanged; ``False`` leaves them unscaled (the paper then scales at test time).
+        training: apply the mask (default ``True``); ``False`` returns ``x``.
+        generator: optional ``torch.Generator`` for the mask.
+
+    Shape:
+        Input ``(N, *)``, output ``(N, *)``.
+
+    Example:
+        >>> y = drop_path(torch.ones(8, 3, 4, 4), 0.25)  # each sample all 0 or all 4/3
+    """
+    p = check_probability("p", p)
+    if x.dim() < 1:
+        raise ConfigError(
+            "drop_path expects an input with a batch dimension (N, *), "
+            f"got 0D input of shape {tuple(x.shape)}"
+        )
+    if not training or p == 0.0:
+        return x
+    shape = [x.shape[0]] + [1] * (x.dim() - 1)
+    keep = _keep_mask(shape, p, x, generator)
+    return x * _scaled_mask(keep, p, x.dtype, inverted=scale_by_keep)

@@ -1,0 +1,185 @@
+"""Unit-wise dropout layers; each stores its arguments and calls :mod:`droplab.functional`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from droplab._checks import check_choice
+# Names imported from the submodule: ``droplab.functional.dropout`` is also the function's name.
+from droplab.functional.dropout import (
+    _MODES,
+    _check_shared_axes,
+    alpha_dropout,
+    drop_path,
+    dropout,
+    gaussian_dropout,
+    spatial_dropout,
+)
+from droplab.nn._base import StochasticLayer
+
+__all__ = ["Dropout", "SpatialDropout", "GaussianDropout", "AlphaDropout", "DropPath"]
+
+
+class Dropout(StochasticLayer):
+    """Bernoulli dropout of units, inverted (default) or classic.
+
+    Srivastava, Hinton, Krizhevsky, Sutskever, Salakhutdinov, JMLR 15, 2014. In the default
+    ``"inverted"`` mode (torch's form) kept units are scaled by ``1 / (1 - p)`` during training and
+    eval is the identity; in ``"classic"`` mode (the paper's form) training only masks and eval
+    multiplies by ``1 - p``. Both are equal in expectation. See :func:`droplab.functional.dropout`.
+
+    Args:
+        p: probability of dropping a unit, in [0, 1). Default 0.5.
+        mode: ``"inverted"`` (default) or ``"classic"``.
+        shared_axes: dimensions that share one mask value (default ``()``: none), e.g. ``(1,)``
+            on ``(N, T, F)`` drops the same features at every time step.
+        generator: optional ``torch.Generator`` the masks are drawn from.
+
+    Shape:
+        Input ``(*)``, output ``(*)``.
+
+    Example:
+        >>> layer = Dropout(0.2, mode="classic")
+        >>> y = layer(torch.randn(4, 10))
+    """
+
+    def __init__(
+        self,
+        p: float = 0.5,
+        mode: str = "inverted",
+        shared_axes: int | Sequence[int] = (),
+        *,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(p, generator=generator)
+        self.mode = check_choice("mode", mode, _MODES)
+        self.shared_axes = _check_shared_axes(shared_axes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return dropout(
+            x,
+            self.p,
+            mode=self.mode,
+            shared_axes=self.shared_axes,
+            training=self.training,
+            generator=self.generator,
+        )
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, mode={self.mode!r}, shared_axes={self.shared_axes}"
+
+
+class SpatialDropout(StochasticLayer):
+    """Drop whole channels (feature maps) of 1d, 2d or 3d convolutional activations.
+
+    Tompson, Goroshin, Jain, LeCun, Bregler, CVPR 2015. One draw per (example, channel); the input
+    rank fixes the layout, ``(N, C, L)``, ``(N, C, H, W)`` or ``(N, C, D, H, W)``, and anything else
+    raises rather than being reinterpreted. Inverted scaling. See
+    :func:`droplab.functional.spatial_dropout`.
+
+    Args:
+        p: probability of dropping a channel, in [0, 1). Default 0.5.
+        generator: optional ``torch.Generator`` the masks are drawn from.
+
+    Shape:
+        Input ``(N, C, *spatial)`` with 1 to 3 spatial dimensions, output the same.
+
+    Example:
+        >>> y = SpatialDropout(0.1)(torch.randn(2, 8, 16, 16))
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return spatial_dropout(x, self.p, training=self.training, generator=self.generator)
+
+
+class GaussianDropout(StochasticLayer):
+    """Multiplicative Gaussian noise ``N(1, p / (1 - p))``; identity at inference.
+
+    Srivastava et al., JMLR 15, 2014, section 10. See :func:`droplab.functional.gaussian_dropout`.
+
+    Args:
+        p: equivalent Bernoulli drop probability, in [0, 1). Default 0.5 (noise variance 1).
+        generator: optional ``torch.Generator`` the noise is drawn from.
+
+    Shape:
+        Input ``(*)``, output ``(*)``.
+
+    Example:
+        >>> y = GaussianDropout(0.5)(torch.randn(4, 10))
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return gaussian_dropout(x, self.p, training=self.training, generator=self.generator)
+
+
+class AlphaDropout(StochasticLayer):
+    """Alpha dropout for SELU networks: keeps mean 0 and variance 1 of standardized inputs.
+
+    Klambauer, Unterthiner, Mayr, Hochreiter, "Self-Normalizing Neural Networks", NeurIPS 2017,
+    arXiv:1706.02515. Not mean preserving for general inputs: the dropped value and the affine
+    correction are tuned to inputs with mean 0 and variance 1. See
+    :func:`droplab.functional.alpha_dropout`.
+
+    Args:
+        p: probability of dropping a unit, in [0, 1). Default 0.5 (the paper uses 0.05-0.1).
+        generator: optional ``torch.Generator`` the masks are drawn from.
+
+    Shape:
+        Input ``(*)``, output ``(*)``.
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Linear(10, 10), torch.nn.SELU(), AlphaDropout(0.1))
+    """
+
+    mean_preserving = False
+
+    def forward(self, x: Tensor) -> Tensor:
+        return alpha_dropout(x, self.p, training=self.training, generator=self.generator)
+
+
+class DropPath(StochasticLayer):
+    """Stochastic depth: drop a residual branch for whole examples.
+
+    Huang, Sun, Liu, Sedra, Weinberger, "Deep Networks with Stochastic Depth", ECCV 2016,
+    arXiv:1603.09382, per sample as in timm. Put it on the branch: ``x = x + self.drop(f(x))``.
+    See :func:`droplab.functional.drop_path`.
+
+    Args:
+        p: probability of dropping the branch for a sample, in [0, 1). Default 0.5.
+        scale_by_keep: scale kept samples by ``1 / (1 - p)`` (default ``True``). With ``False``
+            the layer is not mean preserving (the caller scales at inference).
+        generator: optional ``torch.Generator`` the masks are drawn from.
+
+    Shape:
+        Input ``(N, *)``, output ``(N, *)``.
+
+    Example:
+        >>> y = DropPath(0.1)(torch.randn(8, 196, 384))
+    """
+
+    def __init__(
+        self,
+        p: float = 0.5,
+        scale_by_keep: bool = True,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(p, generator=generator)
+        self.scale_by_keep = bool(scale_by_keep)
+        # Unscaled kept samples make E[train output] = (1 - p) * eval output.
+        self.mean_preserving = self.scale_by_keep  # type: ignore[misc]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return drop_path(
+            x,
+            self.p,
+            scale_by_keep=self.scale_by_keep,
+            training=self.training,
+            generator=self.generator,
+        )
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, scale_by_keep={self.scale_by_keep}"

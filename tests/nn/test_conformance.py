@@ -1,0 +1,243 @@
+"""Conformance of every dropout-family layer droplab.nn exports (STYLE.md convention 13).
+
+Layers are discovered from ``droplab.nn.__all__``: every exported subclass of StochasticLayer must
+have an entry in CASES (test_every_exported_layer_is_registered fails otherwise), so a new layer
+cannot skip these checks. An entry is a list of ``(case id, factory)``; a factory takes a seeded
+``torch.Generator`` and returns a :class:`Case`. Entries for layers not (yet) exported are ignored.
+
+Checks per case: training output has the eval output's shape (the input's, for layers that do
+not wrap a module); eval mode gives the declared eval output (identity; ``(1-p) x`` in classic
+mode; the wrapped module for wrappers); ``p=`` appears in the repr; the layer draws only from its
+own generator (same seed -> identical output, global RNG untouched); and if the layer declares
+``mean_preserving``, the average of seeded training outputs is within K_SIGMA standard errors of
+the eval output.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+import droplab.functional
+import droplab.nn as dn
+from droplab.nn import StochasticLayer
+
+P = 0.3
+MEAN_SEEDS = [0, 1, 2]
+MEAN_SAMPLES = 500
+# Per element, |mean - eval| <= K_SIGMA * sd / sqrt(n): two-sided normal tail 5.7e-7, so over the
+# few thousand (case, seed, element) checks the chance of a false alarm is about 1e-3.
+K_SIGMA = 5.0
+
+
+def _first(out: Any) -> Tensor:
+    """The output tensor of a layer whose module returns a tuple (RNNs: ``(output, state)``)."""
+    return out[0] if isinstance(out, tuple) else out
+
+
+@dataclass
+class Case:
+    layer: StochasticLayer
+    inputs: tuple[Any, ...]
+    eval_output: Tensor  # what eval mode must return
+    pick: Callable[[Any], Tensor] = field(default=_first)
+
+
+def _seeded(factory: Callable[[], Any], seed: int = 0) -> Any:
+    """Build modules / inputs from a fixed seed without touching the global RNG state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return factory()
+
+
+def _plain(layer: StochasticLayer, shape: tuple[int, ...], eval_scale: float = 1.0) -> Case:
+    x = _seeded(lambda: torch.randn(shape))
+    return Case(layer, (x,), x * eval_scale if eval_scale != 1.0 else x)
+
+
+def _wrapper(layer: StochasticLayer, inner: nn.Module, x: Tensor) -> Case:
+    with torch.no_grad():
+        expected = _first(inner(x))
+    return Case(layer, (x,), expected)
+
+
+def _embedding(g: torch.Generator) -> Case:
+    ids = _seeded(lambda: torch.randint(0, 6, (5, 4)))
+    x = _seeded(lambda: torch.randn(5, 4, 3), seed=1)
+    return Case(dn.EmbeddingDropout(P, generator=g), (x, ids), x)
+
+
+def _weight_drop(g: torch.Generator) -> Case:
+    rnn = _seeded(lambda: nn.LSTM(3, 4))
+    x = _seeded(lambda: torch.randn(5, 2, 3), seed=1)
+    return _wrapper(dn.WeightDrop(rnn, P, generator=g), rnn, x)
+
+
+def _drop_connect(g: torch.Generator, **kwargs: Any) -> Case:
+    lin = _seeded(lambda: nn.Linear(6, 4))
+    x = _seeded(lambda: torch.randn(5, 6), seed=1)
+    return _wrapper(dn.DropConnect(lin, P, generator=g, **kwargs), lin, x)
+
+
+def _drop_connect_conv(g: torch.Generator) -> Case:
+    conv = _seeded(lambda: nn.Conv2d(2, 3, 3, padding=1))
+    x = _seeded(lambda: torch.randn(2, 2, 5, 6), seed=1)
+    return _wrapper(dn.DropConnect(conv, P, generator=g), conv, x)
+
+
+Factory = Callable[[torch.Generator], Case]
+
+CASES: dict[str, list[tuple[str, Factory]]] = {
+    "Dropout": [
+        ("inverted", lambda g: _plain(dn.Dropout(P, generator=g), (4, 5, 6))),
+        ("classic", lambda g: _plain(dn.Dropout(P, mode="classic", generator=g), (4, 5, 6), 1 - P)),
+        ("shared_axes", lambda g: _plain(dn.Dropout(P, shared_axes=(1,), generator=g), (4, 5, 6))),
+    ],
+    "SpatialDropout": [
+        ("2d", lambda g: _plain(dn.SpatialDropout(P, generator=g), (4, 3, 5, 6))),
+        ("1d", lambda g: _plain(dn.SpatialDropout(P, generator=g), (4, 3, 7))),
+    ],
+    "GaussianDropout": [
+        ("default", lambda g: _plain(dn.GaussianDropout(P, generator=g), (4, 5, 6)))
+    ],
+    "AlphaDropout": [("default", lambda g: _plain(dn.AlphaDropout(P, generator=g), (4, 5, 6)))],
+    "DropPath": [
+        ("scaled", lambda g: _plain(dn.DropPath(P, generator=g), (8, 5, 6))),
+        ("unscaled", lambda g: _plain(dn.DropPath(P, scale_by_keep=False, generator=g), (8, 5))),
+    ],
+    "LockedDropout": [
+        ("seq_first", lambda g: _plain(dn.LockedDropout(P, generator=g), (5, 4, 6))),
+        ("batch_first", lambda g: _plain(dn.LockedDropout(P, True, generator=g), (4, 5, 6))),
+    ],
+    "EmbeddingDropout": [("default", _embedding)],
+    "WeightDrop": [("lstm", _weight_drop)],
+    # Helper B's layers (structured, weight and learned-rate dropout).
+    "DropConnect": [
+        ("mean", lambda g: _drop_connect(g)),
+        ("moment", lambda g: _drop_connect(g, inference="moment")),
+        ("conv2d", lambda g: _drop_connect_conv(g)),
+    ],
+    "DropBlock1d": [
+        ("default", lambda g: _plain(dn.DropBlock1d(P, block_size=3, generator=g), (2, 3, 16)))
+    ],
+    "DropBlock2d": [
+        ("h_ne_w", lambda g: _plain(dn.DropBlock2d(P, block_size=3, generator=g), (2, 3, 9, 11))),
+        (
+            "even_shared",
+            lambda g: _plain(
+                dn.DropBlock2d(P, 4, shared_channels=True, generator=g), (2, 3, 12, 10)
+            ),
+        ),
+    ],
+    "DropBlock3d": [
+        ("default", lambda g: _plain(dn.DropBlock3d(P, block_size=3, generator=g), (2, 3, 6, 7, 8)))
+    ],
+    "ConcreteDropout": [
+        ("default", lambda g: _plain(dn.ConcreteDropout(init_p=P, generator=g), (4, 5, 6)))
+    ],
+}
+
+
+def _exported_layers() -> list[str]:
+    return [
+        name
+        for name in dn.__all__
+        if inspect.isclass(obj := getattr(dn, name))
+        and issubclass(obj, StochasticLayer)
+        and obj is not StochasticLayer
+    ]
+
+
+EXPORTED = _exported_layers()
+PARAMS = [
+    pytest.param(factory, id=f"{name}-{case_id}")
+    for name, entries in CASES.items()
+    if name in EXPORTED
+    for case_id, factory in entries
+]
+
+
+def _build(factory: Factory, seed: int = 0) -> Case:
+    return factory(torch.Generator().manual_seed(seed))
+
+
+def test_every_exported_layer_is_registered():
+    missing = [name for name in EXPORTED if name not in CASES]
+    assert not missing, (
+        f"droplab.nn exports {missing} without a conformance entry: add a factory to CASES in "
+        "tests/nn/test_conformance.py"
+    )
+    assert EXPORTED, "no StochasticLayer found in droplab.nn.__all__"
+
+
+@pytest.mark.parametrize("module", [dn, droplab.functional], ids=["nn", "functional"])
+def test_every_exported_name_resolves_and_is_documented(module):
+    for name in module.__all__:
+        obj = getattr(module, name)
+        assert obj.__doc__ and obj.__doc__.strip(), f"{module.__name__}.{name} has no docstring"
+
+
+@pytest.mark.parametrize("name", EXPORTED)
+def test_layer_docstrings_have_shape_and_example(name):
+    doc = getattr(dn, name).__doc__ or ""
+    assert "Shape" in doc and "Example" in doc, f"{name} docstring lacks Shape/Example sections"
+
+
+@pytest.mark.parametrize("factory", PARAMS)
+def test_training_output_keeps_the_shape(factory):
+    case = _build(factory)
+    out = case.pick(case.layer.train()(*case.inputs))
+    assert out.shape == case.eval_output.shape
+    assert out.dtype == case.eval_output.dtype
+
+
+@pytest.mark.parametrize("factory", PARAMS)
+def test_eval_mode_gives_the_declared_eval_output(factory):
+    case = _build(factory)
+    out = case.pick(case.layer.eval()(*case.inputs))
+    torch.testing.assert_close(out, case.eval_output, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("factory", PARAMS)
+def test_repr_shows_p(factory):
+    assert "p=" in repr(_build(factory).layer)
+
+
+@pytest.mark.parametrize("factory", PARAMS)
+def test_layer_draws_only_from_its_generator(factory):
+    state = torch.get_rng_state()
+    a = _build(factory, seed=5)
+    b = _build(factory, seed=5)
+    c = _build(factory, seed=6)
+    out_a = a.pick(a.layer.train()(*a.inputs))
+    out_b = b.pick(b.layer.train()(*b.inputs))
+    out_c = c.pick(c.layer.train()(*c.inputs))
+    assert torch.equal(out_a, out_b)
+    assert not torch.equal(out_a, out_c)
+    assert torch.equal(torch.get_rng_state(), state), "the layer consumed the global RNG"
+
+
+@pytest.mark.parametrize("factory", PARAMS)
+def test_declared_mean_preservation_holds(factory):
+    case = _build(factory)
+    if not case.layer.mean_preserving:
+        pytest.skip(f"{type(case.layer).__name__} declares mean_preserving = False")
+    case.layer.train()
+    for seed in MEAN_SEEDS:
+        case.layer.generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            draws = torch.stack(
+                [case.pick(case.layer(*case.inputs)) for _ in range(MEAN_SAMPLES)]
+            ).double()
+        mean, sd = draws.mean(0), draws.std(0)
+        expected = case.eval_output.double()
+        # Elements that never vary must match exactly (up to float32 rounding).
+        bound = K_SIGMA * sd / MEAN_SAMPLES**0.5 + 1e-5 * (1 + expected.abs())
+        worst = ((mean - expected).abs() / bound).max()
+        assert (mean - expected).abs().le(bound).all(), f"seed {seed}: worst ratio {worst:.2f}"
