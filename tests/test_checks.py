@@ -45,3 +45,10 @@ def test_ints(fn):
         fn("n", 1.5)
     with pytest.raises(ConfigError):
         fn("n", -1)
+
+
+@pytest.mark.parametrize("bad", [0, 1, "true", None, 1.0])
+def test_bool_rejects_non_bools(bad):
+    with pytest.raises(ConfigError, match=rf"^flag must be true or false, got {bad!r}$"):
+        c.check_bool("flag", bad)
+    assert c.check_bool("flag", True) is True and c.check_bool("flag", False) is False

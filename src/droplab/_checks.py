@@ -18,6 +18,7 @@ __all__ = [
     "check_nonneg_int",
     "check_positive_float",
     "check_nonneg_float",
+    "check_bool",
     "check_choice",
     "check_rank",
     "check_keys",
@@ -62,6 +63,13 @@ def check_nonneg_float(name: str, value: Any) -> float:
     if not _is_real(value) or not math.isfinite(value) or value < 0:
         raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
     return float(value)
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """Return ``value`` if it is a real ``bool`` (not 0/1 or a string), else raise."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    return value
 
 
 def did_you_mean(value: str, choices: Iterable[str]) -> str:
