@@ -36,6 +36,186 @@ def _run_demo(args: argparse.Namespace) -> int:
     return run_demo(out=args.out)
 
 
+# --- runs -------------------------------------------------------------------------------------
+def _add_runs(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("runs", help="list the runs of a study (table, JSON lines or CSV)")
+    p.add_argument("study", help="the study file written by `droplab sweep` (read-only here)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line per run")
+    p.add_argument("--csv", metavar="FILE", help="write one CSV row per run to FILE ('-': stdout)")
+    # validated by the store (not argparse choices): building the parser stays import-free
+    p.add_argument("--status", help="only runs with this status (running, completed, ...)")
+    p.set_defaults(func=_run_runs)
+
+
+def _run_runs(args: argparse.Namespace) -> int:
+    from droplab.sweep.store import Store
+
+    with Store.open(args.study, mode="r") as store:
+        if args.json:
+            store.export_jsonl(sys.stdout, status=args.status)
+        if args.csv:
+            store.export_csv(sys.stdout if args.csv == "-" else args.csv, status=args.status)
+        if not (args.json or args.csv):
+            _print_runs_table(store.runs(args.status), title=str(args.study))
+    return 0
+
+
+def _print_runs_table(runs: list[dict], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    metrics = sorted(
+        {k for r in runs for k in (r["result"] or {}) if k.startswith(("val_", "test_"))},
+        key=lambda k: (not k.startswith("val_"), k),
+    )
+    table = Table(title=f"{title}: {len(runs)} run{'s' * (len(runs) != 1)}")
+    table.add_column("configuration", overflow="fold")
+    for name in ("seed", "status", *metrics, "epochs", "seconds"):
+        table.add_column(name, justify="left" if name == "status" else "right", no_wrap=True)
+
+    def fmt(value: object) -> str:
+        return "" if value is None else (f"{value:.4g}" if isinstance(value, float) else str(value))
+
+    for r in runs:
+        result, cost = r["result"] or {}, r["cost"] or {}
+        table.add_row(
+            r["key"], str(r["seed"]), r["status"], *(fmt(result.get(m)) for m in metrics),
+            str(r["epochs_run"]), fmt(cost.get("seconds")),
+        )
+    console = Console()
+    if not console.is_terminal:  # piped or captured: whole lines, never folded at 80 columns
+        console = Console(width=1000)
+    console.print(table)
+
+
+# --- train ------------------------------------------------------------------------------------
+def _int_list(text: str) -> list[int] | int:
+    """``"256,256"`` -> ``[256, 256]``; ``"5"`` -> ``5`` (sizes, kernel sizes, strides)."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}")
+    return values
+
+
+# flag dest -> (section, key); flags override the TOML file key by key.
+_TRAIN_FLAGS = {
+    "dataset": ("data", "name"), "data_dir": ("data", "data_dir"), "data": ("data", "path"),
+    "target": ("data", "target"), "subsample": ("data", "subsample"),
+    "label_noise": ("data", "label_noise"), "input_noise": ("data", "input_noise"),
+    "model": ("model", "kind"), "hidden": ("model", "hidden"), "activation": ("model", "activation"),
+    "batch_norm": ("model", "batch_norm"), "dropout": ("model", "dropout"),
+    "kernel_size": ("model", "kernel_size"), "stride": ("model", "stride"), "padding": ("model", "padding"),
+    "optimizer": ("train", "optimizer"), "lr": ("train", "lr"), "momentum": ("train", "momentum"),
+    "weight_decay": ("train", "weight_decay"), "l1": ("train", "l1"), "l2": ("train", "l2"),
+    "max_norm": ("train", "max_norm"), "lr_schedule": ("train", "lr_schedule"),
+    "early_stopping": ("train", "early_stopping"), "patience": ("train", "patience"),
+    "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"), "seed": ("train", "seed"),
+    "device": ("train", "device"),
+}
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train one model (TOML config and/or flags; flags win)",
+        description="Train one model. Settings come from --config FILE ([data], [model], [train]) "
+        "and the flags below, which override the file key by key.",
+    )
+    p.add_argument("--config", metavar="FILE", help="TOML file with [data], [model], [train] sections")
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", help="mnist1d (default), fashion_mnist, digits, ..., csv, npz")
+    g.add_argument("--data-dir", help="folder holding the dataset files")
+    g.add_argument("--data", metavar="PATH", help="file for --dataset csv or npz")
+    g.add_argument("--target", help="target column of a CSV file")
+    g.add_argument("--subsample", type=int, help="keep this many training examples")
+    g.add_argument("--label-noise", type=float, help="fraction of training labels replaced")
+    g.add_argument("--input-noise", type=float, help="std of Gaussian noise added to training inputs")
+    g = p.add_argument_group("model")
+    g.add_argument("--model", help="kind: mlp, cnn1d, cnn2d, gru, lstm, transformer")
+    g.add_argument("--hidden", type=_int_list, help="layer sizes, e.g. 256,256")
+    g.add_argument("--activation", help="relu, tanh, gelu, selu, sigmoid, elu")
+    g.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=None, help="BatchNorm layers")
+    g.add_argument("--dropout", help="placement, e.g. hidden=0.3,input=0.1 or hidden=0.3:gaussian")
+    g.add_argument("--kernel-size", type=_int_list, help="CNN kernel size(s), e.g. 5 or 5,3,3")
+    g.add_argument("--stride", type=_int_list, help="CNN stride(s)")
+    g.add_argument("--padding", type=_int_list, help="CNN padding(s)")
+    g = p.add_argument_group("training")
+    g.add_argument("--optimizer", help="sgd, adam (default), adamw, rmsprop")
+    g.add_argument("--lr", type=float, help="learning rate")
+    g.add_argument("--momentum", type=float, help="momentum (sgd, rmsprop)")
+    g.add_argument("--weight-decay", type=float, help="decoupled weight decay on weights (sgd, adamw)")
+    g.add_argument("--l1", type=float, help="L1 penalty strength on weights")
+    g.add_argument("--l2", type=float, help="L2 penalty strength on weights (no 1/2)")
+    g.add_argument("--max-norm", type=float, help="max-norm bound c on incoming weight vectors")
+    g.add_argument("--lr-schedule", help="constant (default), step, cosine, onecycle")
+    g.add_argument("--early-stopping", help="patience, gl, pq or up (Prechelt 1998)")
+    g.add_argument("--patience", type=int, help="epochs without improvement (--early-stopping patience)")
+    g.add_argument("--epochs", type=int, help="number of epochs")
+    g.add_argument("--batch-size", type=int, help="examples per step")
+    g.add_argument("--seed", type=int, help="seed of the data split, initial weights, order and masks (default 0)")
+    g.add_argument("--device", help="auto (default), cpu, cuda")
+    g = p.add_argument_group("output")
+    g.add_argument("--json", action="store_true", help="print one JSON object with the results on stdout")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--save", metavar="PATH", help="save the final model with its spec to PATH")
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    import json
+
+    from droplab.train import ProgressBar, RunConfig, save_model, train_run
+
+    overrides: dict[str, dict] = {"data": {}, "model": {}, "train": {}}
+    for dest, (section, key) in _TRAIN_FLAGS.items():
+        value = getattr(args, dest)
+        if value is not None:
+            if dest in ("kernel_size", "stride", "padding") and len(value) == 1:
+                value = value[0]
+            overrides[section][key] = value
+    if args.config:
+        config = RunConfig.from_toml(args.config, overrides)
+    else:
+        config = RunConfig.from_dict(overrides)
+    result = train_run(config, callbacks=[ProgressBar(quiet=args.quiet)])
+    if args.save:
+        save_model(args.save, result)
+    summary = result.summary()
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        _print_train_summary(summary, args.save)
+    return 130 if result.fit.stop_reason == "interrupted" else 0
+
+
+def _print_train_summary(summary: dict, saved: str | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    def fmt(value: object) -> str:
+        return "-" if value is None else (f"{value:.4f}" if isinstance(value, float) else str(value))
+
+    metric = "acc" if "val_acc" in summary else "rmse"
+    table = Table(title=f"droplab train: {summary['model']} on {summary['dataset']}")
+    table.add_column("split")
+    table.add_column("loss", justify="right")
+    table.add_column(metric, justify="right")
+    for split in ("train", "val", "test"):
+        table.add_row(split, fmt(summary[f"{split}_loss"]), fmt(summary[f"{split}_{metric}"]))
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=100)
+    console.print(table)
+    console.print(
+        f"best epoch {fmt(summary['best_epoch'])} of {summary['epochs_run']} run, "
+        f"stopped: {summary['stop_reason']}, {summary['seconds']:.1f} s"
+        + (f", saved to {saved}" if saved else "")
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="droplab", description="a laboratory for dropout and other regularizers")
     from droplab import __version__
@@ -43,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"droplab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_demo(sub)
+    _add_train(sub)
+    _add_runs(sub)
     return parser
 
 
