@@ -1,3 +1,14 @@
-"""data"""
+"""Datasets for droplab experiments, split into train / validation / test tensors.
 
-__all__: list[str] = []
+:func:`load_dataset` is the one entry point; it returns a :class:`Splits`. Sources: MNIST-1D
+(generated offline and cached), Fashion-MNIST (idx files; Debian package
+``dataset-fashion-mnist``), scikit-learn's bundled sets, CSV / NPZ files and a synthetic sine
+regression. The validation split, subsample and noise are seeded; standardization is fitted on
+the training split only; the test split is returned untouched.
+"""
+
+from droplab.data.datasets import DATASETS, FASHION_MNIST_CLASSES, TASKS, load_dataset
+from droplab.data.fashion import read_idx
+from droplab.data.splits import Splits
+
+__all__ = ["DATASETS", "TASKS", "FASHION_MNIST_CLASSES", "Splits", "load_dataset", "read_idx"]
