@@ -199,7 +199,7 @@ def _print_train_summary(summary: dict, saved: str | None) -> None:
         return "-" if value is None else (f"{value:.4f}" if isinstance(value, float) else str(value))
 
     metric = "acc" if "val_acc" in summary else "rmse"
-    table = Table(title=f"droplab train: {summary['model']} on {summary['dataset']}")
+    table = Table(title=f"{summary['model']} on {summary['dataset']}")
     table.add_column("split")
     table.add_column("loss", justify="right")
     table.add_column(metric, justify="right")
@@ -216,6 +216,139 @@ def _print_train_summary(summary: dict, saved: str | None) -> None:
     )
 
 
+# --- sweep ------------------------------------------------------------------------------------
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="sweep rates x placements x regularizers across seeds (populations, SQLite, resumable)",
+        description="Train every configuration of a search space with every seed, as vectorized "
+        "populations, into a SQLite study; print mean and 95%% CI per configuration, the selected "
+        "configurations and their test metric. Settings come from CONFIG (TOML) and the flags, "
+        "which override it. --resume STUDY continues an interrupted sweep.",
+    )
+    p.add_argument("config", nargs="?", help="TOML sweep file ([data], [model], [train], [space], ...)")
+    p.add_argument("--resume", metavar="STUDY", help="continue the sweep stored in STUDY (its configuration is read back)")
+    p.add_argument("--store", metavar="PATH", help="SQLite study file (default: a temporary one)")
+    p.add_argument("--name", help="study name")
+    g = p.add_argument_group("space (lists are comma-separated; one value sets the base, several make an axis)")
+    g.add_argument("--dropout", action="append", metavar="PLACE=RATES[:LAYER]",
+                   help="a rate axis, e.g. hidden=0,0.1,0.2,0.3 or input=0,0.2:gaussian (repeatable)")
+    g.add_argument("--axis", action="append", metavar="NAME=VALUES",
+                   help="any axis, e.g. train.max_norm=3,4 or model.hidden=[256];[256,256] (repeatable)")
+    for flag in ("lr", "weight-decay", "l1", "l2", "max-norm"):
+        g.add_argument(f"--{flag}", metavar="LIST", help=f"{flag.replace('-', ' ')} value(s)")
+    g.add_argument("--sampler", help="grid (default), random, tpe (needs optuna)")
+    g.add_argument("--trials", type=int, help="configurations drawn by random / tpe")
+    g.add_argument("--seeds", type=int, help="number of seeds (default 3)")
+    g.add_argument("--metric", help="selection metric: val_acc, val_loss, val_rmse")
+    g = p.add_argument_group("data, model, training (as in droplab train)")
+    g.add_argument("--dataset", help="mnist1d (default), fashion_mnist, digits, iris, ..., csv, npz")
+    g.add_argument("--data", metavar="PATH", help="file for --dataset csv or npz")
+    g.add_argument("--subsample", type=int, help="keep this many training examples")
+    g.add_argument("--model", help="kind: mlp, cnn1d, cnn2d, gru, lstm, transformer")
+    g.add_argument("--hidden", type=_int_list, help="layer sizes, e.g. 256,256")
+    g.add_argument("--activation", help="relu, tanh, gelu, selu, sigmoid, elu")
+    g.add_argument("--optimizer", help="sgd, adam (default), adamw, rmsprop")
+    g.add_argument("--epochs", type=int, help="number of epochs")
+    g.add_argument("--batch-size", type=int, help="examples per step")
+    g.add_argument("--early-stopping", help="patience, gl, pq or up (Prechelt 1998)")
+    g.add_argument("--patience", type=int, help="epochs without improvement (--early-stopping patience)")
+    g = p.add_argument_group("engine and output")
+    g.add_argument("--memory-mb", type=float, help="memory budget of one population (default 2048)")
+    g.add_argument("--checkpoint-seconds", type=float, help="minimum seconds between checkpoints (default 10)")
+    g.add_argument("--no-population", action="store_true", help="train one run at a time (no vectorization)")
+    g.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
+    g.add_argument("--quiet", action="store_true", help="no progress display")
+    p.set_defaults(func=_run_sweep)
+
+
+_SWEEP_SECTIONS = {
+    "dataset": ("data", "name"), "data": ("data", "path"), "subsample": ("data", "subsample"),
+    "model": ("model", "kind"), "hidden": ("model", "hidden"), "activation": ("model", "activation"),
+    "optimizer": ("train", "optimizer"), "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"),
+    "early_stopping": ("train", "early_stopping"), "patience": ("train", "patience"),
+}
+_SWEEP_TOP = ("name", "sampler", "trials", "seeds", "metric", "memory_mb")
+
+
+def _run_sweep(args: argparse.Namespace) -> int:
+    import json
+
+    from droplab.sweep import SweepConfig, Store, run_sweep
+    from droplab.sweep.config import flag_overrides, merge
+
+    sections: dict[str, dict] = {}
+    for dest, (section, key) in _SWEEP_SECTIONS.items():
+        if getattr(args, dest) is not None:
+            sections.setdefault(section, {})[key] = getattr(args, dest)
+    top = {k: getattr(args, k) for k in _SWEEP_TOP}
+    if args.no_population:
+        top["population"] = False
+    lists = {k.replace("-", "_"): getattr(args, k.replace("-", "_")) for k in ("lr", "weight-decay", "l1", "l2", "max-norm")}
+    overrides = flag_overrides(dropout=args.dropout, axes=args.axis, train_lists=lists, sections=sections, top=top)
+    store = args.resume or args.store
+    if args.resume and args.store and args.store != args.resume:
+        print("droplab: error: give the study once: --resume STUDY (or --store STUDY with a config)", file=sys.stderr)
+        return 2
+    if args.config:
+        config = SweepConfig.from_toml(args.config, overrides)
+    elif args.resume and not overrides:
+        with Store.open(args.resume, mode="r") as st:
+            config = SweepConfig.from_dict(st.study()["spec"])
+    else:
+        config = SweepConfig.from_dict(merge({}, overrides))
+    changes: dict = {"store": store}
+    if args.checkpoint_seconds is not None:
+        changes["checkpoint_seconds"] = args.checkpoint_seconds
+    config = config.replace(**changes)
+    result = run_sweep(config, progress=not args.quiet)
+    if args.json:
+        print(json.dumps(result.to_dict(), default=str))
+        return 0
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:  # piped or captured: whole lines, never folded at 80 columns
+        console = Console(width=200)
+    for note in result.notes:
+        console.print(f"note: {note}")
+    console.print(result.table())
+    console.print(f"best: {result.best}    one-standard-error choice: {result.one_se}")
+    if result.test:
+        console.print(result.test_table())
+    if store:
+        console.print(f"study: {result.store}")
+    return 0
+
+
+# --- audit ------------------------------------------------------------------------------------
+def _add_audit(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "audit",
+        help="list the stochastic operations of a saved model and flag misused dropout",
+        description="Run one forward pass of a model saved by `droplab train --save` in eval mode "
+        "and list every dropout-family layer, functional dropout call and random draw it reaches, "
+        "with warnings (dropout active in eval mode, spatial dropout of the wrong rank, dropout on "
+        "the output, high input or overall rates).",
+    )
+    p.add_argument("model", help="model file written by `droplab train --save PATH`")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.add_argument("--strict", action="store_true", help="exit with code 1 when there are warnings")
+    p.set_defaults(func=_run_audit)
+
+
+def _run_audit(args: argparse.Namespace) -> int:
+    import json
+
+    from droplab.inference import audit
+    from droplab.train import load_model
+
+    model, _ = load_model(args.model)
+    report = audit(model)
+    print(json.dumps(report.to_dict()) if args.json else report)
+    return 1 if args.strict and report.warnings else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="droplab", description="a laboratory for dropout and other regularizers")
     from droplab import __version__
@@ -225,6 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(sub)
     _add_train(sub)
     _add_runs(sub)
+    _add_audit(sub)
+    _add_sweep(sub)
     return parser
 
 
