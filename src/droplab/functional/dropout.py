@@ -6,6 +6,14 @@ dropped at p=0.2 is also dropped at p=0.5), which the sweeps use as common rando
 Uniforms (and the normals of Gaussian dropout) are drawn in float32 whatever the input's dtype,
 so float16/bfloat16/float64 inputs get exactly the masks a float32 input would, and bfloat16's
 8-bit mantissa does not quantize the rate.
+
+Large tensors take a faster path in :func:`dropout` (inverted mode, no shared axes, at least
+``COUNTER_MIN_NUMEL`` elements, torch.compile available): the mask is a counter-based hash of a
+seed drawn from the same generator and the element index (:mod:`droplab.functional._counter`).
+It is the same for any thread count, nested across rates in the same way (``u < p``), and
+regenerated in backward instead of stored. Below the threshold, a compiled call costs more than
+it saves (measured: break-even near 64K elements), so torch's generator is used.
+``DROPLAB_NO_COMPILE=1`` turns the counter path off (it is slower than torch when not compiled).
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from torch import Tensor
 
 from droplab._checks import check_choice, check_probability, check_rank
 from droplab.errors import ConfigError
+from droplab.functional._counter import counter_backend, counter_dropout, draw_seed
 
 __all__ = [
     "dropout",
@@ -29,6 +38,9 @@ __all__ = [
 
 # The two forms of Bernoulli dropout; the first is the default everywhere in droplab.
 _MODES: tuple[str, ...] = ("inverted", "classic")
+
+# Inputs at least this large use the counter-hash path (see the module docstring).
+COUNTER_MIN_NUMEL = 1 << 17
 
 # SELU constants (Klambauer et al. 2017, eq. 2): alpha' = -lambda * alpha is the value SELU
 # saturates to for large negative inputs, the natural "off" value of a self-normalizing unit.
@@ -138,9 +150,23 @@ def dropout(
         return x if mode == "inverted" or p == 0.0 else x * (1.0 - p)
     if p == 0.0:
         return x
+    if mode == "inverted" and not axes and _use_counter(x):
+        return counter_dropout(x, p, draw_seed(generator))
     shape = [1 if d in axes else size for d, size in enumerate(x.shape)]
     keep = _keep_mask(shape, p, x, generator)
     return x * _scaled_mask(keep, p, x.dtype, inverted=mode == "inverted")
+
+
+def _use_counter(x: Tensor) -> bool:
+    """Whether :func:`dropout` takes the counter-hash path for ``x`` (see module docstring)."""
+    # Under vmap/grad transforms tensors are functorch wrappers; the autograd.Function of the
+    # counter path has no vmap rule, so those keep torch's generator.
+    return (
+        x.numel() >= COUNTER_MIN_NUMEL
+        and x.is_floating_point()
+        and not torch._C._functorch.is_functorch_wrapped_tensor(x)
+        and counter_backend() == "compiled"
+    )
 
 
 def spatial_dropout(
