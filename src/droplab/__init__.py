@@ -8,6 +8,19 @@ from droplab.errors import ConfigError, DataError, DroplabError, DroplabWarning,
 
 __version__ = "0.1.0"
 
+# Inference entry points (droplab.inference), imported on first use so that `import droplab`
+# (and building the CLI parser) does not import torch.
+_LAZY = {"mc_predict": "droplab.inference", "mc_mode": "droplab.inference", "audit": "droplab.inference"}
+
+
+def __getattr__(name: str):  # PEP 562
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'droplab' has no attribute {name!r}")
+
+
 __all__ = [
     "__version__",
     "DroplabError",
@@ -15,4 +28,7 @@ __all__ = [
     "DataError",
     "StoreError",
     "DroplabWarning",
+    "mc_predict",
+    "mc_mode",
+    "audit",
 ]

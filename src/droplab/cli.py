@@ -349,6 +349,35 @@ def _run_audit(args: argparse.Namespace) -> int:
     return 1 if args.strict and report.warnings else 0
 
 
+# --- report -----------------------------------------------------------------------------------
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report",
+        help="one self-contained HTML page (figures, diagnostics) or a terminal summary of a study",
+        description="Write a self-contained HTML report of a study (opens offline; figures inline): "
+        "dropout-response curve, learning curves, generalization gap, paired differences against "
+        "no dropout, cost, diagnostics in plain sentences with a recommendation, and what is needed "
+        "to rerun it. --text prints the terminal summary instead.",
+    )
+    p.add_argument("study", help="the study file written by `droplab sweep` (read-only here)")
+    p.add_argument("-o", "--output", metavar="HTML", default=None, help="the page to write (default report.html)")
+    p.add_argument("--png", metavar="DIR", help="also write every figure as DIR/<name>.png")
+    p.add_argument("--text", action="store_true", help="print the terminal summary (no page unless -o/--png)")
+    p.set_defaults(func=_run_report)
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from droplab.report import load_study, print_summary, write_report
+
+    study = load_study(args.study)
+    if args.text:
+        print_summary(study)
+    if not args.text or args.output or args.png:
+        out = write_report(study, args.output or "report.html", png_dir=args.png)
+        print(f"report: {out}" + (f"  figures: {args.png}" if args.png else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="droplab", description="a laboratory for dropout and other regularizers")
     from droplab import __version__
@@ -360,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runs(sub)
     _add_audit(sub)
     _add_sweep(sub)
+    _add_report(sub)
     return parser
 
 
