@@ -1,3 +1,64 @@
-"""sweep"""
+"""Sweeps: rates x placements x regularizers across seeds, trained as vectorized populations.
 
-__all__: list[str] = []
+    from droplab.sweep import run_sweep, SweepConfig
+    result = run_sweep(SweepConfig.from_toml("sweep.toml"))
+    print(result.best, result.one_se)
+
+or with your own model::
+
+    result = run_sweep(lambda cfg: make_net(cfg["p"]), data=(x, y, xv, yv),
+                       space={"p": [0.0, 0.2, 0.5]}, seeds=5, store="study.db")
+
+- :func:`run_sweep` -- the engine (validation, populations, store, resume, selection).
+- :class:`SweepConfig` -- a sweep from TOML and flags, validated up front.
+- :class:`GridSpace`, :class:`RandomSpace`, :class:`OptunaSpace` and the distributions.
+- :class:`Population`, :class:`MLPNet`, :class:`ModuleNet` -- vectorized training.
+- :func:`mean_ci`, :func:`one_standard_error`, :func:`paired_difference` -- the statistics.
+- :class:`Store` -- the SQLite study store.
+"""
+
+from droplab.sweep.config import SweepConfig
+from droplab.sweep.engine import MEMBER_FIELDS, SweepResult, run_sweep
+from droplab.sweep.population import Member, MLPNet, ModuleNet, Population, Unstackable
+from droplab.sweep.space import (
+    SAMPLERS,
+    GridSpace,
+    IntUniform,
+    LogUniform,
+    OptunaSpace,
+    RandomSpace,
+    SearchSpace,
+    Uniform,
+    config_key,
+    make_space,
+)
+from droplab.sweep.stats import Estimate, mean_ci, one_standard_error, paired_difference, select_best
+from droplab.sweep.store import Store
+
+__all__ = [
+    "run_sweep",
+    "SweepConfig",
+    "SweepResult",
+    "MEMBER_FIELDS",
+    "SearchSpace",
+    "GridSpace",
+    "RandomSpace",
+    "OptunaSpace",
+    "Uniform",
+    "LogUniform",
+    "IntUniform",
+    "SAMPLERS",
+    "make_space",
+    "config_key",
+    "Population",
+    "Member",
+    "MLPNet",
+    "ModuleNet",
+    "Unstackable",
+    "Estimate",
+    "mean_ci",
+    "select_best",
+    "one_standard_error",
+    "paired_difference",
+    "Store",
+]

@@ -1,0 +1,410 @@
+"""A whole sweep as one validated object: :class:`SweepConfig`, from TOML and/or flags.
+
+A sweep file adds a ``[space]`` table (the axes) and a few top-level keys to a run file::
+
+    name = "rates"
+    seeds = 5                      # a count (seeds 0..4) or a list [0, 7, 9]
+    sampler = "grid"               # grid | random | tpe
+    metric = "val_acc"             # val_acc | val_loss | val_rmse (default by task)
+    store = "study.db"
+
+    [data]                         # droplab.train.config.DataConfig (load_dataset options)
+    name = "mnist1d"
+
+    [model]                        # droplab.models.ModelSpec; dropout may be a string
+    kind = "mlp"
+    hidden = [256, 256]
+
+    [models.wide]                  # named architectures for a "model" axis (optional)
+    kind = "mlp"
+    hidden = [512, 512]
+
+    [train]                        # droplab.train.TrainConfig
+    epochs = 20
+
+    [space]
+    "dropout.hidden" = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
+    "train.weight_decay" = [0.0, 1e-4]
+
+Axes: ``dropout.<place>`` (a rate, or a list of per-layer rates), ``dropout.<place>.layer``,
+``dropout`` (a whole dropout string such as ``"input=0.2,hidden=0.5"``; ``"none"`` for none),
+``model`` (names of ``[models.*]`` tables), ``model.<field>``, ``train.<field>``,
+``data.<option>``. The data split uses ``[data] seed`` (default 0) for every run, so all seeds
+see the same train/validation/test examples; the sweep's seeds vary initialization, data order
+and dropout draws.
+
+Everything is validated when the object is built (unknown keys with a did-you-mean hint, bad
+values with the expected range); the engine then resolves every configuration and builds each
+architecture before training anything.
+
+Example:
+    >>> cfg = SweepConfig.from_dict({"space": {"dropout.hidden": [0.0, 0.5]}, "seeds": 2})
+    >>> len(cfg.make_space().configurations())
+    2
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from typing import Any
+
+from droplab._checks import check_choice, check_keys, check_nonneg_float, check_positive_int
+from droplab.errors import ConfigError
+from droplab.sweep.space import SAMPLERS, SearchSpace, make_space, parse_axis
+from droplab.train.config import DataConfig, TrainConfig
+
+__all__ = ["SweepConfig", "flag_overrides", "parse_values", "parse_axis_flag", "parse_dropout_flag", "merge"]
+
+_TOP = (
+    "name", "seeds", "sampler", "trials", "sampler_seed", "batch", "metric", "store",
+    "memory_mb", "population", "checkpoint_seconds", "data", "model", "models", "train", "space",
+)
+_METRICS = ("val_acc", "val_loss", "val_rmse")
+
+
+def _model_spec(values: Any, where: str):
+    from droplab.models import ModelSpec, parse_dropout
+
+    if isinstance(values, ModelSpec):
+        return values
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{where} must be a table of model options, got {values!r}")
+    values = dict(values)
+    if isinstance(values.get("dropout"), str):
+        values["dropout"] = parse_dropout(values["dropout"])
+    try:
+        return ModelSpec.from_dict(values)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig:
+    """Everything a sweep needs; validated on construction.
+
+    Args:
+        name: study name. Default ``"sweep"``.
+        data: a :class:`~droplab.train.config.DataConfig` (``[data]``); its ``seed`` defaults
+            to 0 for the whole sweep.
+        model: base :class:`~droplab.models.ModelSpec` (``[model]``).
+        models: named architectures for a ``model`` axis (``[models.<name>]``). Default none.
+        train: base :class:`~droplab.train.TrainConfig` (``[train]``; its seed is ignored).
+        space: axis name -> list of values or distribution table (``[space]``). Default none
+            (one configuration: the base).
+        sampler: ``"grid"`` (default), ``"random"`` or ``"tpe"`` (Optuna, optional).
+        trials: configurations drawn by ``random`` / ``tpe``.
+        sampler_seed: seed of the random / TPE sampler. Default 0.
+        batch: TPE trials per round. Default 8.
+        seeds: a count or a list of seeds. Default 3.
+        metric: ``val_acc``, ``val_loss`` or ``val_rmse``; default ``val_acc`` for
+            classification, ``val_loss`` for regression.
+        store: path of the study store. Default ``None`` (a temporary store).
+        memory_mb: memory budget of one population in MB. Default ``None`` (2048).
+        population: vectorized population training. Default True.
+        checkpoint_seconds: minimum seconds between checkpoints. Default 10.
+
+    Example:
+        >>> SweepConfig.from_dict({"train": {"epochs": 2}}).train.epochs
+        2
+    """
+
+    name: str = "sweep"
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: Any = None
+    models: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    space: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    sampler: str = "grid"
+    trials: int | None = None
+    sampler_seed: int = 0
+    batch: int = 8
+    seeds: int | tuple[int, ...] = 3
+    metric: str | None = None
+    store: str | None = None
+    memory_mb: float | None = None
+    population: bool = True
+    checkpoint_seconds: float = 10.0
+
+    def __post_init__(self) -> None:
+        from droplab.models import ModelSpec
+
+        set_ = object.__setattr__
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"name must be a non-empty string, got {self.name!r}")
+        if not isinstance(self.data, DataConfig):
+            raise ConfigError(f"data must be a DataConfig, got {type(self.data).__name__}")
+        set_(self, "model", ModelSpec() if self.model is None else _model_spec(self.model, "[model]"))
+        if not isinstance(self.models, Mapping):
+            raise ConfigError(f"[models] must be a table of named architectures, got {self.models!r}")
+        set_(self, "models", {k: _model_spec(v, f"[models.{k}]") for k, v in self.models.items()})
+        if not isinstance(self.train, TrainConfig):
+            raise ConfigError(f"train must be a TrainConfig, got {type(self.train).__name__}")
+        if not isinstance(self.space, Mapping):
+            raise ConfigError(f"[space] must be a table of axes, got {self.space!r}")
+        for axis, value in self.space.items():
+            parse_axis(axis, value)
+        check_choice("sampler", self.sampler, SAMPLERS)
+        if self.trials is not None:
+            check_positive_int("trials", self.trials)
+        if isinstance(self.sampler_seed, bool) or not isinstance(self.sampler_seed, int) or self.sampler_seed < 0:
+            raise ConfigError(f"sampler_seed must be a non-negative integer, got {self.sampler_seed!r}")
+        check_positive_int("batch", self.batch)
+        seeds = self.seeds
+        if isinstance(seeds, (list, tuple)):
+            set_(self, "seeds", tuple(seeds))
+        from droplab.sweep.engine import _seed_list
+
+        _seed_list(self.seeds)
+        if self.metric is not None:
+            check_choice("metric", self.metric, _METRICS)
+        if self.store is not None and (not isinstance(self.store, str) or not self.store):
+            raise ConfigError(f"store must be a file path, got {self.store!r}")
+        if self.memory_mb is not None:
+            if isinstance(self.memory_mb, bool) or not isinstance(self.memory_mb, (int, float)) or self.memory_mb <= 0:
+                raise ConfigError(f"memory_mb must be a number > 0, got {self.memory_mb!r}")
+        if not isinstance(self.population, bool):
+            raise ConfigError(f"population must be true or false, got {self.population!r}")
+        set_(self, "checkpoint_seconds", check_nonneg_float("checkpoint_seconds", self.checkpoint_seconds))
+        if "model" in self.space and not self.models:
+            raise ConfigError("axis 'model' names architectures; define them as [models.<name>] tables")
+        # Building the space checks sampler/trials combinations now, not at run time.
+        self.make_space()
+
+    # -- construction ------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> SweepConfig:
+        """Build from a TOML-shaped dictionary; unknown keys raise with a did-you-mean hint."""
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"a sweep configuration must be a table, got {type(values).__name__}")
+        check_keys("the sweep configuration", values, _TOP)
+        values = dict(values)
+        for section in ("data", "model", "models", "train", "space"):
+            if section in values and not isinstance(values[section], Mapping):
+                raise ConfigError(f"[{section}] must be a table, got {values[section]!r}")
+        data = dict(values.pop("data", {}))
+        data.setdefault("seed", 0)
+        values["data"] = DataConfig.from_dict(data)
+        values["train"] = TrainConfig.from_dict(values.pop("train", {}))
+        if "model" in values:
+            values["model"] = _model_spec(values["model"], "[model]")
+        return cls(**values)
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None) -> SweepConfig:
+        """Read a TOML file, apply ``overrides`` (flags: top-level keys and section tables) on top."""
+        path = os.fspath(path)
+        try:
+            with open(path, "rb") as f:
+                values = tomllib.load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        return cls.from_dict(merge(values, overrides or {}))
+
+    def to_dict(self) -> dict[str, Any]:
+        """TOML/JSON-shaped dictionary; ``SweepConfig.from_dict(cfg.to_dict()) == cfg``.
+
+        ``store`` and ``checkpoint_seconds`` are left out: they say where and how often to
+        write, not what to train, so a study may be moved and resumed with other values.
+        """
+        out: dict[str, Any] = {
+            "name": self.name,
+            "data": self.data.to_dict(),
+            "model": self.model.to_dict(),
+            "models": {k: v.to_dict() for k, v in self.models.items()},
+            "train": {k: v for k, v in self.train.to_dict().items() if v is not None},
+            "space": {k: _plain(v) for k, v in self.space.items()},
+            "sampler": self.sampler,
+            "sampler_seed": self.sampler_seed,
+            "batch": self.batch,
+            "seeds": list(self.seeds) if isinstance(self.seeds, tuple) else self.seeds,
+            "population": self.population,
+        }
+        for key in ("trials", "metric", "memory_mb"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return out
+
+    def replace(self, **changes: Any) -> SweepConfig:
+        """A copy with some fields changed (validated)."""
+        check_keys("SweepConfig", changes, [f.name for f in dataclasses.fields(self)])
+        return dataclasses.replace(self, **changes)
+
+    # -- what the engine needs -------------------------------------------------------------------
+    def seed_list(self) -> list[int]:
+        """The seeds as a list."""
+        from droplab.sweep.engine import _seed_list
+
+        return _seed_list(list(self.seeds) if isinstance(self.seeds, tuple) else self.seeds)
+
+    def make_space(self) -> SearchSpace:
+        """The search space (a fresh one: spaces remember what they asked)."""
+        maximize = self.metric != "val_loss" and self.metric != "val_rmse"
+        return make_space(
+            dict(self.space), self.sampler, trials=self.trials, seed=self.sampler_seed,
+            batch=self.batch, maximize=maximize,
+        )
+
+    def plan(self):
+        """The engine's plan for droplab's own models (data from ``[data]``)."""
+        from droplab.sweep.engine import _SpecPlan
+
+        def load(options: dict[str, Any]):
+            return DataConfig.from_dict(options).load()
+
+        return _SpecPlan(self.model, self.models, self.train, self.data.to_dict(), self.population, load)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    return value
+
+
+def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` on top: tables are merged key by key, other values replaced."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+# --- command-line flags -----------------------------------------------------------------------------
+def _scalar(text: str) -> Any:
+    """A flag value: JSON (numbers, lists, true/false) when it parses, else the text itself."""
+    import json
+
+    text = text.strip()
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def parse_values(text: str) -> list[Any]:
+    """``"0,0.1,0.2"`` -> ``[0, 0.1, 0.2]``; items separated by ``;`` when any is a list.
+
+    Example:
+        >>> parse_values("[256,256];[512]")
+        [[256, 256], [512]]
+    """
+    sep = ";" if ";" in text else ","
+    items = [t for t in text.split(sep) if t.strip()]
+    if not items:
+        raise ConfigError(f"expected a list of values separated by commas, got {text!r}")
+    return [_scalar(t) for t in items]
+
+
+def parse_axis_flag(text: str) -> tuple[str, list[Any]]:
+    """``"train.lr=1e-3,1e-2"`` -> ``("train.lr", [0.001, 0.01])``.
+
+    Example:
+        >>> parse_axis_flag("model.hidden=[64];[64,64]")
+        ('model.hidden', [[64], [64, 64]])
+    """
+    name, eq, values = text.partition("=")
+    if not eq or not name.strip():
+        raise ConfigError(f"cannot parse axis {text!r}; expected NAME=v1,v2,... e.g. train.lr=1e-3,1e-2")
+    return name.strip(), parse_values(values)
+
+
+def parse_dropout_flag(text: str) -> tuple[str, list[Any], str | None]:
+    """``"hidden=0,0.1,0.2:gaussian"`` -> ``("hidden", [0, 0.1, 0.2], "gaussian")``.
+
+    Per-layer rates are written with ``/``: ``hidden=0.5/0.3,0.2/0.1``.
+
+    Example:
+        >>> parse_dropout_flag("hidden=0,0.5")
+        ('hidden', [0, 0.5], None)
+    """
+    from droplab.models import PLACES
+
+    place, eq, rest = text.partition("=")
+    place = place.strip()
+    if not eq or not rest.strip():
+        raise ConfigError(
+            f"cannot parse --dropout {text!r}; expected PLACE=RATES[:LAYER], e.g. hidden=0,0.1,0.2"
+        )
+    check_choice("dropout place", place, PLACES)
+    rates_text, _, layer = rest.partition(":")
+    rates: list[Any] = []
+    for item in rates_text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            parts = [float(v) for v in item.split("/")]
+        except ValueError:
+            raise ConfigError(
+                f"cannot parse rate {item!r} in --dropout {text!r}; expected numbers like 0.1 "
+                f"(per-layer: 0.5/0.3)"
+            ) from None
+        rates.append(parts[0] if len(parts) == 1 else parts)
+    if not rates:
+        raise ConfigError(f"--dropout {text!r} lists no rates")
+    return place, rates, (layer.strip() or None)
+
+
+def flag_overrides(
+    *,
+    dropout: list[str] | None = None,
+    axes: list[str] | None = None,
+    train_lists: Mapping[str, str] | None = None,
+    sections: Mapping[str, Mapping[str, Any]] | None = None,
+    top: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Turn command-line flags into a dictionary that :func:`merge` lays over a TOML file.
+
+    Args:
+        dropout: ``--dropout PLACE=RATES[:LAYER]`` values; each becomes axis
+            ``dropout.PLACE`` (and the place's layer in ``[model]``).
+        axes: ``--axis NAME=VALUES`` values.
+        train_lists: ``{"lr": "1e-3,1e-2", ...}``: one value sets ``[train]``, several make a
+            ``train.<name>`` axis.
+        sections: plain values per section, ``{"train": {"epochs": 5}}``.
+        top: top-level keys (``seeds``, ``sampler``, ...).
+
+    Example:
+        >>> flag_overrides(dropout=["hidden=0,0.5"], top={"seeds": 2})["space"]
+        {'dropout.hidden': [0, 0.5]}
+    """
+    out: dict[str, Any] = {k: dict(v) for k, v in (sections or {}).items() if v}
+    space: dict[str, Any] = {}
+    for text in dropout or []:
+        place, rates, layer = parse_dropout_flag(text)
+        space[f"dropout.{place}"] = rates
+        if layer is not None:
+            model = out.setdefault("model", {})
+            drop = dict(model.get("dropout", {}))
+            drop[place] = {"p": 0.0, "layer": layer}
+            model["dropout"] = drop
+    for text in axes or []:
+        name, values = parse_axis_flag(text)
+        space[name] = values
+    for name, text in (train_lists or {}).items():
+        if text is None:
+            continue
+        values = parse_values(text)
+        if len(values) == 1:
+            out.setdefault("train", {})[name] = values[0]
+        else:
+            space[f"train.{name}"] = values
+    if space:
+        out["space"] = space
+    out.update({k: v for k, v in (top or {}).items() if v is not None})
+    return out

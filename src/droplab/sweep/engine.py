@@ -1,0 +1,1304 @@
+"""The sweep engine: configurations x seeds, trained as populations, stored, resumable.
+
+:func:`run_sweep` does, in order:
+
+1. **Validate everything first.** Every configuration the space will run (grid and random:
+   all of them; TPE: every value and range end of every axis) is resolved into a model and a
+   training configuration, and each distinct architecture is built and run forward on two
+   examples. A bad rate, key, dataset or model is rejected before any training starts.
+2. **Group** the runs (configuration x seed) into populations: runs that share an architecture
+   and the group-level training options train together (see :mod:`droplab.sweep.population`);
+   a memory budget splits a population that would not fit. Different architectures are
+   different populations.
+3. **Train** each population epoch by epoch. Every epoch the rows of all its members are
+   committed to the study store in one transaction, together with a checkpoint of the whole
+   population when ``checkpoint_seconds`` have passed since the last one (and always at the
+   end). The trade-off: a checkpoint of K members costs a few times K models' weights in
+   SQLite; writing one every epoch of a fast population would cost more than the epoch.
+   After a crash, at most ``checkpoint_seconds`` of training are redone, and the epochs redone
+   are bitwise identical to the ones already recorded, which they replace.
+4. **Resume** is the same call on the same store: finished runs are read back, not rerun;
+   an unfinished population is rebuilt from the plan and continues from its checkpoint (or
+   from the start if it had none). ``droplab sweep --resume study.db`` reads the sweep's
+   configuration back from the store.
+5. **Summarize**: per configuration the validation metric's mean and 95% t-interval over
+   seeds, the best configuration and the one-standard-error choice, paired differences
+   against the configuration without dropout (same seeds), cost per run; with an
+   architecture axis, each architecture at its own best configuration. The test split is
+   evaluated only for those selected configurations, from the final weights kept in the
+   store's checkpoints. The summary is stored (``Store.set_summary``) and returned.
+
+Models that cannot be stacked (``Unstackable``) and ``population=False`` train one run at a
+time with :class:`droplab.train.Trainer`, still committing every epoch to the store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from droplab.errors import ConfigError, DataError
+from droplab.sweep.population import (
+    Member,
+    MLPNet,
+    ModuleNet,
+    Population,
+    Unstackable,
+    mlp_fast_path,
+    mlp_positions,
+)
+from droplab.sweep.space import GridSpace, OptunaSpace, SearchSpace, config_key
+from droplab.sweep.stats import Estimate, mean_ci, one_standard_error, paired_difference, select_best
+from droplab.sweep.store import FINAL_STATUSES, Store
+from droplab.train.config import TrainConfig
+
+__all__ = ["run_sweep", "SweepResult", "MEMBER_FIELDS"]
+
+#: Training options that may differ between the members of one population.
+MEMBER_FIELDS = ("lr", "weight_decay", "l1", "l2", "max_norm")
+_STATUS = {"early_stopping": "early_stopped"}
+
+
+# --- plans: how a configuration becomes a model, a training config and data ---------------------
+@dataclasses.dataclass
+class _Resolved:
+    """One configuration, resolved."""
+
+    params: dict[str, Any]
+    key: str
+    train: TrainConfig
+    data_key: str
+    group: dict[str, Any]  # JSON-friendly group description
+    net: str  # "mlp" | "module"
+    spec: Any = None  # ModelSpec for built-in models
+    rates: tuple[float, ...] | None = None
+    arch: str = ""
+    strength: tuple = ()
+    baseline: dict[str, Any] | None = None
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _short_hash(value: Any) -> str:
+    return hashlib.sha1(_json(value).encode()).hexdigest()[:10]
+
+
+def _split_train(params: Mapping[str, Any], base: TrainConfig) -> TrainConfig:
+    changes = {k[len("train.") :]: v for k, v in params.items() if k.startswith("train.")}
+    if not changes:
+        return base
+    return base.replace(**changes)
+
+
+def _group_train(cfg: TrainConfig) -> dict[str, Any]:
+    d = cfg.to_dict()
+    for name in (*MEMBER_FIELDS, "seed", "checkpoint_dir", "checkpoint_every"):
+        d.pop(name, None)
+    return d
+
+
+def _strength(rates: Sequence[float], cfg: TrainConfig) -> tuple:
+    """Regularization strength for the one-standard-error rule (larger = more regularized)."""
+    max_norm = -cfg.max_norm if cfg.max_norm is not None else -math.inf
+    return (round(sum(rates), 12), cfg.weight_decay, cfg.l2, cfg.l1, max_norm)
+
+
+class _SpecPlan:
+    """Configurations of droplab's own models: ``model``, ``model.*``, ``dropout.*``, ``train.*``, ``data.*``."""
+
+    kind = "spec"
+
+    def __init__(self, base_spec, models, base_train, base_data, population, data_loader, fixed_data=False):
+        from droplab.models import ModelSpec
+
+        self.ModelSpec = ModelSpec
+        self.base_spec = base_spec
+        self.models = dict(models or {})
+        self.base_train = base_train
+        self.base_data = dict(base_data or {})
+        self.population = population
+        self._loader = data_loader
+        self.fixed_data = fixed_data
+        self._data: dict[str, Any] = {}
+
+    def check_axis(self, name: str) -> None:
+        ok = (
+            name == "model"
+            or name == "dropout"
+            or name.startswith(("model.", "dropout.", "train.", "data."))
+        )
+        if not ok:
+            raise ConfigError(
+                f"unknown axis {name!r}; axes are 'dropout.<place>' (a rate), "
+                f"'dropout.<place>.layer', 'dropout' (a whole dropout string), 'model' (a named "
+                f"architecture), 'model.<field>', 'train.<field>' and 'data.<option>'"
+            )
+        if name.startswith("data.") and self.fixed_data:
+            raise ConfigError(f"axis {name!r}: data axes need a named dataset, not tensors or a Splits")
+        if name.startswith("train."):
+            field = name[len("train.") :]
+            if field not in TrainConfig.__dataclass_fields__ or field == "seed":
+                from droplab._checks import did_you_mean
+
+                fields = [f for f in TrainConfig.__dataclass_fields__ if f != "seed"]
+                raise ConfigError(
+                    f"unknown axis {name!r}{did_you_mean(field, fields)}; train axes are "
+                    f"train.<field> for a TrainConfig field (seeds are given by 'seeds')"
+                )
+
+    def resolve(self, params: Mapping[str, Any]) -> _Resolved:
+        from droplab.models import parse_dropout
+
+        params = dict(params)
+        for name in params:
+            self.check_axis(name)
+        if "model" in params:
+            name = params["model"]
+            if name not in self.models:
+                raise ConfigError(
+                    f"axis 'model' names architecture {name!r}, which is not defined; "
+                    f"defined: {', '.join(sorted(self.models)) or 'none'} (add a [models.{name}] table)"
+                )
+            spec_dict = self.models[name].to_dict()
+        else:
+            spec_dict = self.base_spec.to_dict()
+        dropout = {place: dict(d) for place, d in spec_dict.get("dropout", {}).items()}
+        for name, value in params.items():
+            if name == "dropout":
+                if not isinstance(value, str):
+                    raise ConfigError(f"axis 'dropout' takes dropout strings like 'hidden=0.3', got {value!r}")
+                parsed = parse_dropout(value) if value.strip() not in ("", "none") else {}
+                dropout = {place: d.to_dict() for place, d in parsed.items()}
+        for name, value in params.items():
+            if name.startswith("dropout."):
+                parts = name.split(".")
+                if len(parts) == 2:
+                    place = parts[1]
+                    dropout.setdefault(place, {"p": 0.0, "layer": None, "options": {}})
+                    dropout[place]["p"] = list(value) if isinstance(value, (list, tuple)) else value
+                elif len(parts) == 3 and parts[2] == "layer":
+                    place = parts[1]
+                    dropout.setdefault(place, {"p": 0.0, "layer": None, "options": {}})
+                    dropout[place]["layer"] = value
+                else:
+                    raise ConfigError(
+                        f"unknown axis {name!r}; use 'dropout.<place>' for a rate or "
+                        f"'dropout.<place>.layer' for a layer type"
+                    )
+            elif name.startswith("model."):
+                spec_dict[name[len("model.") :]] = value
+        spec_dict["dropout"] = dropout
+        try:
+            spec = self.ModelSpec.from_dict(spec_dict)
+        except ConfigError as exc:
+            raise ConfigError(f"configuration {config_key(params)}: {exc}") from None
+        try:
+            train = _split_train(params, self.base_train)
+        except ConfigError as exc:
+            raise ConfigError(f"configuration {config_key(params)}: {exc}") from None
+        data = dict(self.base_data)
+        data.update({k[len("data.") :]: v for k, v in params.items() if k.startswith("data.")})
+        data_key = _json(data)
+        fast = self.population and mlp_fast_path(spec) is None
+        rates: tuple[float, ...] | None = None
+        all_rates: list[float] = []
+        for place, d in spec.dropout.items():
+            all_rates += list(d.p) if isinstance(d.p, tuple) else [d.p] * (
+                spec.n_hidden_positions if place == "hidden" else 1
+            )
+        if fast:
+            rates = tuple(
+                spec.dropout["input"].p if place == "input" else spec.dropout["hidden"].rate(i)
+                for place, i in mlp_positions(spec)
+            )
+            zeroed = spec.to_dict()
+            for d in zeroed["dropout"].values():
+                d["p"] = 0.0
+            group = {"net": "mlp", "spec": zeroed}
+        else:
+            group = {"net": "module", "spec": spec.to_dict()}
+        group.update({"train": _group_train(train), "data": data})
+        arch_params = {k: v for k, v in params.items() if k == "model" or k.startswith("model.")}
+        baseline = None
+        drop_axes = [k for k in params if k == "dropout" or k.startswith("dropout.")]
+        if drop_axes:
+            baseline = dict(params)
+            for k in drop_axes:
+                if k == "dropout":
+                    baseline[k] = "none"
+                elif k.endswith(".layer"):
+                    continue
+                else:
+                    v = params[k]
+                    baseline[k] = [0.0] * len(v) if isinstance(v, (list, tuple)) else (0 if isinstance(v, int) else 0.0)
+        return _Resolved(
+            params=params,
+            key=config_key(params),
+            train=train,
+            data_key=data_key,
+            group=group,
+            net="mlp" if fast else "module",
+            spec=spec,
+            rates=rates,
+            arch=config_key(arch_params) if arch_params else "",
+            strength=_strength(all_rates, train),
+            baseline=baseline,
+        )
+
+    def data(self, r: _Resolved):
+        if r.data_key not in self._data:
+            self._data[r.data_key] = self._loader(json.loads(r.data_key))
+        return self._data[r.data_key]
+
+    def builder(self, r: _Resolved, splits) -> Callable[[Member], nn.Module]:
+        from droplab.models import build_model
+
+        spec = r.spec
+
+        def build(member: Member) -> nn.Module:
+            return build_model(spec, splits.input_shape, splits.n_outputs)
+
+        return build
+
+    def make_net(self, r: _Resolved, members, splits):
+        if r.net == "mlp":
+            return MLPNet(r.spec, splits.input_shape, splits.n_outputs, members)
+        return ModuleNet(self.builder(r, splits), members)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "model": self.base_spec.to_dict(),
+            "models": {k: v.to_dict() for k, v in self.models.items()},
+            "train": self.base_train.to_dict(),
+            "data": self.base_data,
+        }
+
+
+class _Data:
+    """The user's tensors, in the shape of droplab.data.Splits."""
+
+    def __init__(self, data: Any) -> None:
+        if all(hasattr(data, a) for a in ("x_train", "y_train", "x_val", "y_val")):
+            self.x_train, self.y_train = data.x_train, data.y_train
+            self.x_val, self.y_val = data.x_val, data.y_val
+            self.x_test = getattr(data, "x_test", None)
+            self.y_test = getattr(data, "y_test", None)
+            task = getattr(data, "task", None)
+        elif isinstance(data, (tuple, list)) and len(data) in (4, 6):
+            self.x_train, self.y_train, self.x_val, self.y_val = data[:4]
+            self.x_test, self.y_test = (data[4], data[5]) if len(data) == 6 else (None, None)
+            task = None
+        else:
+            raise DataError(
+                "data must be a droplab.data.Splits (or an object with x_train, y_train, x_val, "
+                "y_val[, x_test, y_test]) or a tuple (x_train, y_train, x_val, y_val[, x_test, y_test])"
+            )
+        for name in ("x_train", "y_train", "x_val", "y_val"):
+            if not isinstance(getattr(self, name), torch.Tensor):
+                raise DataError(f"{name} must be a torch.Tensor, got {type(getattr(self, name)).__name__}")
+        if len(self.x_train) != len(self.y_train) or len(self.x_val) != len(self.y_val):
+            raise DataError(
+                f"x and y must have as many examples: train {len(self.x_train)} vs {len(self.y_train)}, "
+                f"val {len(self.x_val)} vs {len(self.y_val)}"
+            )
+        if len(self.x_train) == 0 or len(self.x_val) == 0:
+            raise DataError("a sweep needs non-empty training and validation data")
+        if task is None:
+            task = "regression" if self.y_train.is_floating_point() else "classification"
+        self.task = task
+        self.input_shape = tuple(self.x_train.shape[1:])
+        if getattr(data, "n_outputs", None) is not None:
+            self.n_outputs = int(data.n_outputs)
+        elif task == "classification":
+            self.n_outputs = int(max(self.y_train.max(), self.y_val.max())) + 1
+        else:
+            self.n_outputs = 1 if self.y_train.dim() == 1 else int(self.y_train.shape[1])
+
+    def fingerprint(self) -> dict[str, Any]:
+        h = hashlib.sha1()
+        for name in ("x_train", "y_train", "x_val", "y_val"):
+            t = getattr(self, name).detach().cpu().contiguous()
+            h.update(str((tuple(t.shape), str(t.dtype))).encode())
+            h.update(t.numpy().tobytes())
+        return {"shapes": {n: list(getattr(self, n).shape) for n in ("x_train", "x_val")}, "sha1": h.hexdigest()}
+
+
+class _ModulePlan:
+    """Configurations of a user build function: ``train.*`` axes go to training, the rest to it."""
+
+    kind = "module"
+
+    def __init__(self, build, data, base_train, population):
+        if not callable(build):
+            raise ConfigError(f"build must be a callable (configuration dict -> nn.Module), got {build!r}")
+        self.build = build
+        self.splits = _Data(data)
+        self.base_train = base_train
+        self.population = population
+
+    def check_axis(self, name: str) -> None:
+        if name.startswith("train."):
+            field = name[len("train.") :]
+            if field not in TrainConfig.__dataclass_fields__ or field == "seed":
+                from droplab._checks import did_you_mean
+
+                raise ConfigError(
+                    f"unknown axis {name!r}{did_you_mean(field, list(TrainConfig.__dataclass_fields__))}; "
+                    f"train axes are train.<TrainConfig field>"
+                )
+        if name.startswith("data."):
+            raise ConfigError(f"axis {name!r}: data axes need a named dataset; with your own tensors, sweep them yourself")
+
+    def resolve(self, params: Mapping[str, Any]) -> _Resolved:
+        params = dict(params)
+        for name in params:
+            self.check_axis(name)
+        try:
+            train = _split_train(params, self.base_train)
+        except ConfigError as exc:
+            raise ConfigError(f"configuration {config_key(params)}: {exc}") from None
+        build_params = {k: v for k, v in params.items() if not k.startswith("train.")}
+        rates = [
+            float(v) for k, v in build_params.items()
+            if "dropout" in k and isinstance(v, (int, float)) and not isinstance(v, bool)
+        ]
+        arch_params = {k: v for k, v in params.items() if k == "model" or k.startswith("model.")}
+        baseline = None
+        drop_axes = [k for k, v in build_params.items() if "dropout" in k and isinstance(v, (int, float))]
+        if drop_axes:
+            baseline = dict(params)
+            for k in drop_axes:
+                baseline[k] = 0 if isinstance(params[k], int) else 0.0
+        return _Resolved(
+            params=params,
+            key=config_key(params),
+            train=train,
+            data_key="user",
+            group={"net": "module", "build": build_params, "train": _group_train(train)},
+            net="module",
+            arch=config_key(arch_params) if arch_params else "",
+            strength=_strength(rates, train),
+            baseline=baseline,
+        )
+
+    def data(self, r: _Resolved):
+        return self.splits
+
+    def builder(self, r: _Resolved, splits) -> Callable[[Member], nn.Module]:
+        build, params = self.build, {k: v for k, v in r.params.items() if not k.startswith("train.")}
+
+        def make(member: Member) -> nn.Module:
+            model = build(dict(params))
+            if not isinstance(model, nn.Module):
+                raise ConfigError(
+                    f"the build function must return an nn.Module, got {type(model).__name__} "
+                    f"for configuration {r.key!r}"
+                )
+            return model
+
+        return make
+
+    def make_net(self, r: _Resolved, members, splits):
+        return ModuleNet(self.builder(r, splits), members)
+
+    def describe(self) -> dict[str, Any]:
+        name = getattr(self.build, "__qualname__", type(self.build).__name__)
+        return {
+            "build": f"{getattr(self.build, '__module__', '?')}.{name}",
+            "train": self.base_train.to_dict(),
+            "data": self.splits.fingerprint(),
+        }
+
+
+# --- results ---------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class SweepResult:
+    """What :func:`run_sweep` returns (and stores as the study's summary).
+
+    Attributes:
+        store: path of the study store.
+        metric: the selection metric (a history key such as ``val_acc``).
+        maximize: whether larger values of ``metric`` are better.
+        rows: one dict per configuration: ``key``, ``params``, ``arch``, ``n`` (seeds with a
+            finite metric), ``mean``, ``lo``, ``hi``, ``sd`` (95% t-interval over seeds),
+            ``values`` (seed -> metric), ``diff`` (paired difference against the
+            configuration without dropout: ``mean``, ``lo``, ``hi``, ``n``; None without a
+            baseline), ``seconds`` and ``peak_mem_mb`` (mean per run), ``statuses``.
+        best: key of the configuration with the best mean.
+        one_se: key of the one-standard-error choice.
+        per_arch: architecture -> key of its best configuration (with an architecture axis).
+        test: selected key -> ``{"mean", "lo", "hi", "n", "values", "loss_mean", ...}`` on the
+            test split (only selected configurations are ever evaluated on it).
+        notes: messages about how the sweep ran (e.g. a model trained one by one, and why).
+    """
+
+    store: str
+    metric: str
+    maximize: bool
+    rows: list[dict[str, Any]]
+    best: str | None
+    one_se: str | None
+    per_arch: dict[str, str]
+    test: dict[str, dict[str, Any]]
+    notes: list[str]
+    confidence: float = 0.95
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (what ``Store.summary()`` returns)."""
+        return dataclasses.asdict(self)
+
+    def row(self, key: str) -> dict[str, Any]:
+        """The table row of configuration ``key``."""
+        for r in self.rows:
+            if r["key"] == key:
+                return r
+        raise KeyError(key)
+
+    def table(self):
+        """A ``rich.table.Table`` of the results (what ``droplab sweep`` prints)."""
+        from rich.table import Table
+
+        pct = int(round(self.confidence * 100))
+        t = Table(title=f"{self.metric} ({'higher' if self.maximize else 'lower'} is better), mean and {pct}% CI over seeds")
+        t.add_column("configuration")
+        t.add_column("n", justify="right")
+        t.add_column(self.metric, justify="right")
+        t.add_column(f"{pct}% CI", justify="right")
+        t.add_column("vs no dropout", justify="right")
+        t.add_column("s/run", justify="right")
+        t.add_column("MB/run", justify="right")
+        t.add_column("", justify="left")
+        for r in self.rows:
+            marks = []
+            if r["key"] == self.best:
+                marks.append("best")
+            if r["key"] == self.one_se:
+                marks.append("1-SE")
+            if r["key"] in self.per_arch.values() and r["key"] != self.best and self.per_arch:
+                marks.append("best of arch")
+            diff = r.get("diff")
+            diff_text = ""
+            if diff is not None and diff["n"]:
+                diff_text = f"{diff['mean']:+.4f}"
+                if math.isfinite(diff["lo"]):
+                    diff_text += f" [{diff['lo']:+.4f}, {diff['hi']:+.4f}]"
+            ci = f"[{r['lo']:.4f}, {r['hi']:.4f}]" if math.isfinite(r["lo"]) else "-"
+            t.add_row(
+                r["key"],
+                str(r["n"]),
+                f"{r['mean']:.4f}" if math.isfinite(r["mean"]) else "nan",
+                ci,
+                diff_text,
+                f"{r['seconds']:.2f}",
+                f"{r['peak_mem_mb']:.1f}",
+                ", ".join(marks),
+            )
+        return t
+
+    def test_table(self):
+        """A ``rich.table.Table`` of the selected configurations' test metrics."""
+        from rich.table import Table
+
+        metric = self.metric.replace("val_", "test_", 1)
+        pct = int(round(self.confidence * 100))
+        t = Table(title=f"test split, selected configurations only ({pct}% CI over seeds)")
+        t.add_column("selected as")
+        t.add_column("configuration")
+        t.add_column(metric, justify="right")
+        t.add_column(f"{pct}% CI", justify="right")
+        for key, info in self.test.items():
+            ci = f"[{info['lo']:.4f}, {info['hi']:.4f}]" if math.isfinite(info["lo"]) else "-"
+            t.add_row(", ".join(info["selected_as"]), key, f"{info['mean']:.4f}", ci)
+        return t
+
+
+# --- the engine ------------------------------------------------------------------------------------
+def _default_metric(task: str) -> str:
+    return "val_acc" if task == "classification" else "val_loss"
+
+
+def _maximize(metric: str) -> bool:
+    name = metric.rsplit("_", 1)[-1]
+    if name in ("acc", "accuracy"):
+        return True
+    if name in ("loss", "rmse"):
+        return False
+    raise ConfigError(f"metric must be val_acc, val_loss or val_rmse, got {metric!r}")
+
+
+def _estimate_mb(net_kind: str, r: _Resolved, splits, k: int) -> float:
+    """Rough memory of a population of k members (params, grads, optimizer, best copy, activations)."""
+    cfg = r.train
+    if net_kind == "mlp":
+        widths = [math.prod(splits.input_shape), *r.spec.hidden, splits.n_outputs]
+        n_params = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+        act = cfg.batch_size * sum(widths) * 3 + cfg.eval_batch_size * max(widths) * 2
+    else:
+        n_params = 0
+        act = cfg.batch_size * math.prod(splits.input_shape) * 64  # unknown model: a generous guess
+    per_member = (n_params * 6 + act) * 4
+    return k * per_member / 2**20
+
+
+class _Progress:
+    """One rich progress bar for the whole sweep (member-epochs done / planned)."""
+
+    def __init__(self, enabled: bool, console: Any) -> None:
+        self.enabled = enabled
+        self.console = console
+        self._progress = None
+        self._task = None
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("[bold]sweep[/bold] {task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("member-epochs"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=False,
+            )
+            self._progress.__enter__()
+            self._task = self._progress.add_task("", total=0)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+    def plan(self, n: int) -> None:
+        if self._progress is not None:
+            task = self._progress.tasks[0]
+            self._progress.update(self._task, total=(task.total or 0) + n)
+
+    def advance(self, n: int, text: str) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, advance=n, description=text)
+
+    def note(self, text: str) -> None:
+        if self.console is not None:
+            self.console.print(f"[yellow]note:[/yellow] {text}")
+
+
+def _rows_for_store(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v) for k, v in row.items() if k != "epoch"}
+
+
+def run_sweep(
+    build: Any = None,
+    data: Any = None,
+    space: SearchSpace | Mapping[str, Any] | None = None,
+    *,
+    seeds: int | Sequence[int] = 3,
+    train: TrainConfig | None = None,
+    store: str | os.PathLike[str] | None = None,
+    metric: str | None = None,
+    name: str = "sweep",
+    models: Mapping[str, Any] | None = None,
+    memory_mb: float | None = None,
+    population: bool = True,
+    checkpoint_seconds: float = 10.0,
+    confidence: float = 0.95,
+    progress: bool = True,
+    console: Any = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> SweepResult:
+    """Train every configuration of ``space`` with every seed; store, select, summarize.
+
+    Three ways to say what to train:
+
+    * ``run_sweep(SweepConfig)`` -- a whole sweep from TOML/flags (what ``droplab sweep``
+      does); the other arguments but ``progress``, ``console`` and ``on_epoch`` come from it.
+    * ``run_sweep(ModelSpec, data={"name": "mnist1d"}, space=...)`` -- droplab's models;
+      axes ``dropout.<place>``, ``dropout.<place>.layer``, ``dropout``, ``model`` (a name in
+      ``models``), ``model.<field>``, ``train.<field>``, ``data.<option>``.
+    * ``run_sweep(build_fn, data=(x_train, y_train, x_val, y_val[, x_test, y_test]), space=...)``
+      -- your own model: ``build_fn(configuration) -> nn.Module`` (droplab or torch layers),
+      called inside ``torch.random.fork_rng`` with ``torch.manual_seed(seed)`` so that the
+      initialization is reproducible and runs with equal seeds start equal. Axes named
+      ``train.<field>`` set the training configuration; every other axis is passed to
+      ``build_fn``. ``data`` may also be a :class:`droplab.data.Splits`.
+
+    Args:
+        build: a :class:`~droplab.sweep.config.SweepConfig`, a ``ModelSpec`` or a callable.
+        data: see above; for a ``ModelSpec`` a dict of :func:`droplab.data.load_dataset`
+            arguments (``name`` plus options) or a ``Splits``.
+        space: a :class:`~droplab.sweep.space.SearchSpace` or a dict of axes (a grid).
+        seeds: number of seeds (``0..n-1``) or the seeds themselves. Default 3.
+        train: base :class:`TrainConfig` (its ``seed`` is ignored). Default ``TrainConfig()``.
+        store: path of the SQLite study store; ``None`` uses a temporary file removed at the
+            end. Rerunning with the same store resumes.
+        metric: selection metric: ``val_acc`` (default for classification), ``val_loss``
+            (default for regression) or ``val_rmse``.
+        name: study name. Default ``"sweep"``.
+        models: name -> ``ModelSpec`` for a ``model`` axis (architectures as an axis).
+        memory_mb: memory budget of one population in MB; larger ones are split. Default
+            ``None``: 2048.
+        population: train populations vectorized (default True); ``False`` trains one run at
+            a time with the Trainer.
+        checkpoint_seconds: minimum seconds between population checkpoints (>= 0; 0 = every
+            epoch). Default 10.
+        confidence: level of the intervals. Default 0.95.
+        progress: show a rich progress bar (on stderr). Default True.
+        console: a ``rich.console.Console`` for the progress bar and notes.
+        on_epoch: called after every committed population epoch with
+            ``{"population", "epoch", "members", "rows"}`` (e.g. to stop or inspect a sweep).
+
+    Returns:
+        A :class:`SweepResult`.
+
+    Example::
+
+        def build(cfg):
+            return nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Dropout(cfg["p"]), nn.Linear(64, 3))
+        result = run_sweep(build, data=(x, y, xv, yv), space={"p": [0.0, 0.3]}, seeds=3,
+                           train=TrainConfig(epochs=5))
+        result.best, result.row(result.best)["mean"]
+    """
+    from droplab.sweep.config import SweepConfig
+
+    if isinstance(build, SweepConfig):
+        cfg = build
+        return _Engine(
+            plan=cfg.plan(),
+            space=cfg.make_space(),
+            seeds=cfg.seed_list(),
+            store=cfg.store,
+            metric=cfg.metric,
+            name=cfg.name,
+            memory_mb=cfg.memory_mb,
+            checkpoint_seconds=cfg.checkpoint_seconds,
+            confidence=confidence,
+            spec=cfg.to_dict(),
+            progress=progress,
+            console=console,
+            on_epoch=on_epoch,
+        ).run()
+    train = TrainConfig() if train is None else train
+    if not isinstance(train, TrainConfig):
+        raise ConfigError(f"train must be a TrainConfig, got {type(train).__name__}")
+    if space is None:
+        space = {}
+    if not isinstance(space, SearchSpace):
+        space = GridSpace(space)
+    from droplab.models import ModelSpec
+
+    if isinstance(build, ModelSpec):
+        if data is None:
+            raise ConfigError("data is required: a dict of load_dataset options like {'name': 'mnist1d'}, or a Splits")
+        if isinstance(data, Mapping):
+            plan: Any = _SpecPlan(build, models, train, dict(data), population, _load_data)
+        else:
+            splits = _Data(data)
+            plan = _SpecPlan(
+                build, models, train, {"tensors": splits.fingerprint()}, population,
+                lambda opts: splits, fixed_data=True,
+            )
+    elif build is None:
+        raise ConfigError("run_sweep needs a build function, a ModelSpec or a SweepConfig")
+    else:
+        if models:
+            raise ConfigError("models applies to droplab's ModelSpec sweeps; a build function builds its own")
+        if data is None:
+            raise ConfigError("data is required: (x_train, y_train, x_val, y_val[, x_test, y_test]) or a Splits")
+        plan = _ModulePlan(build, data, train, population)
+    seed_list = _seed_list(seeds)
+    spec = {"plan": plan.describe(), "space": space.spec(), "seeds": seed_list, "metric": metric,
+            "population": population}
+    return _Engine(
+        plan=plan,
+        space=space,
+        seeds=seed_list,
+        store=store,
+        metric=metric,
+        name=name,
+        memory_mb=memory_mb,
+        checkpoint_seconds=checkpoint_seconds,
+        confidence=confidence,
+        spec=spec,
+        progress=progress,
+        console=console,
+        on_epoch=on_epoch,
+    ).run()
+
+
+def _seed_list(seeds: int | Sequence[int]) -> list[int]:
+    if isinstance(seeds, bool):
+        raise ConfigError(f"seeds must be a positive count or a list of seeds, got {seeds!r}")
+    if isinstance(seeds, int):
+        if seeds < 1:
+            raise ConfigError(f"seeds must be a positive count or a list of seeds, got {seeds!r}")
+        return list(range(seeds))
+    out = list(seeds)
+    if not out or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in out):
+        raise ConfigError(f"seeds must be non-negative integers, got {list(seeds)!r}")
+    if len(set(out)) != len(out):
+        raise ConfigError(f"seeds must not repeat, got {out!r}")
+    return out
+
+
+def _load_data(options: dict[str, Any]):
+    from droplab.train.config import DataConfig
+
+    return DataConfig.from_dict({"seed": 0, **options}).load()
+
+
+class _Engine:
+    def __init__(self, *, plan, space, seeds, store, metric, name, memory_mb, checkpoint_seconds,
+                 confidence, spec, progress, console, on_epoch):
+        self.plan = plan
+        self.space = space
+        self.seeds = seeds
+        self.store_path = store
+        self.metric = metric
+        self.name = name
+        if memory_mb is not None and (
+            isinstance(memory_mb, bool) or not isinstance(memory_mb, (int, float)) or memory_mb <= 0
+        ):
+            raise ConfigError(f"memory_mb must be a number > 0, got {memory_mb!r}")
+        self.memory_mb = 2048.0 if memory_mb is None else float(memory_mb)
+        if isinstance(checkpoint_seconds, bool) or not isinstance(checkpoint_seconds, (int, float)) or checkpoint_seconds < 0:
+            raise ConfigError(f"checkpoint_seconds must be a number >= 0, got {checkpoint_seconds!r}")
+        self.checkpoint_seconds = float(checkpoint_seconds)
+        self.confidence = confidence
+        self.spec = spec
+        self.on_epoch = on_epoch
+        if console is None and progress:
+            from rich.console import Console
+
+            console = Console(stderr=True)
+        self.console = console
+        self.progress_enabled = bool(progress)
+        self.notes: list[str] = []
+        self.resolved: dict[str, _Resolved] = {}
+        self.config_ids: dict[str, int] = {}
+        self.pop_keys: dict[tuple[str, int], str] = {}  # (config key, seed) -> population key
+        self.parts: dict[str, list[tuple[_Resolved, int]]] = {}  # population key -> members
+
+    # -- validation ------------------------------------------------------------------------------
+    def validate(self) -> None:
+        if isinstance(self.space, OptunaSpace):
+            self.space.check_available()
+        for name in self.space.axes:
+            self.plan.check_axis(name)
+        points = self.space.validation_points()
+        seen_arch: set[str] = set()
+        task = None
+        for params in points:
+            r = self.plan.resolve(params)
+            splits = self.plan.data(r)
+            task = splits.task
+            arch = _json(r.group)
+            if arch in seen_arch:
+                continue
+            seen_arch.add(arch)
+            self._check_model(r, splits)
+        self.task = task or "classification"
+        if self.metric is None:
+            self.metric = _default_metric(self.task)
+        self.maximize = _maximize(self.metric)
+        if self.task == "classification" and self.metric.endswith("rmse"):
+            raise ConfigError(f"metric {self.metric!r} is for regression; use val_acc or val_loss")
+        if self.task == "regression" and self.metric.endswith("acc"):
+            raise ConfigError(f"metric {self.metric!r} is for classification; use val_loss or val_rmse")
+        if isinstance(self.space, OptunaSpace):
+            self.space.maximize = self.maximize
+
+    def _check_model(self, r: _Resolved, splits) -> None:
+        member = Member(r.key, r.params, self.seeds[0], r.train, r.rates)
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                model = self.plan.builder(r, splits)(member)
+                model.eval()
+                with torch.no_grad():
+                    out = model(splits.x_train[:2])
+        except (ConfigError, DataError):
+            raise
+        except Exception as exc:  # the user's model failing on their data is a config problem
+            raise ConfigError(f"configuration {r.key!r}: building or running the model failed: {exc}") from None
+        if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[1] != splits.n_outputs:
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ConfigError(
+                f"configuration {r.key!r}: the model must return (N, {splits.n_outputs}) outputs, got {shape}"
+            )
+
+    # -- main ----------------------------------------------------------------------------------
+    def run(self) -> SweepResult:
+        self.validate()
+        tmp = None
+        path = self.store_path
+        if path is None:
+            tmp = tempfile.TemporaryDirectory(prefix="droplab-sweep-")
+            path = os.path.join(tmp.name, "study.db")
+        try:
+            with Store.open(path) as store, _Progress(self.progress_enabled, self.console) as prog:
+                self.store = store
+                self.progress = prog
+                spec = dict(self.spec)
+                spec["metric"] = self.metric
+                store.init_study(self.name, spec)
+                round_no = 0
+                while True:
+                    configs = self.space.ask()
+                    if not configs:
+                        break
+                    self._run_round(round_no, configs)
+                    if self.space.adaptive:
+                        for params in configs:
+                            values = self._values(config_key(params))
+                            est = mean_ci(list(values.values()), self.confidence)
+                            self.space.tell(params, est.mean)
+                    round_no += 1
+                result = self._summarize(str(path))
+                store.set_summary(result.to_dict())
+                return result
+        finally:
+            if tmp is not None:
+                tmp.cleanup()
+
+    def _register(self, configs: list[dict[str, Any]]) -> list[_Resolved]:
+        out = []
+        for params in configs:
+            r = self.plan.resolve(params)
+            self.resolved[r.key] = r
+            self.config_ids[r.key] = self.store.add_configuration(r.key, r.params, _short_hash(r.group))
+            out.append(r)
+        return out
+
+    def _run_round(self, round_no: int, configs: list[dict[str, Any]]) -> None:
+        resolved = self._register(configs)
+        groups: dict[str, list[_Resolved]] = {}
+        for r in resolved:
+            groups.setdefault(_json(r.group), []).append(r)
+        plan = []
+        for gkey, rs in groups.items():
+            # Members with equal per-member hyper-parameters next to each other: one optimizer each.
+            rs = sorted(rs, key=lambda r: tuple(_sortable(getattr(r.train, f)) for f in MEMBER_FIELDS))
+            members = [(r, s) for r in rs for s in self.seeds]
+            splits = self.plan.data(rs[0])
+            per = _estimate_mb(rs[0].net, rs[0], splits, 1)
+            chunk = max(1, int(self.memory_mb // max(per, 1e-9)))
+            for c in range(0, len(members), chunk):
+                part = members[c : c + chunk]
+                pkey = f"r{round_no}/{_short_hash(rs[0].group)}/{c // chunk}"
+                for r, s in part:
+                    self.pop_keys[(r.key, s)] = pkey
+                self.parts[pkey] = part
+                plan.append((pkey, part))
+        self.progress.plan(sum(len(p) for _, p in plan) * max(r.train.epochs for r in resolved))
+        for i, (pkey, part) in enumerate(plan):
+            label = f"round {round_no + 1} " if self.space.adaptive else ""
+            self._run_population(pkey, part, f"{label}population {i + 1}/{len(plan)} ({len(part)} runs)")
+
+    def _run_states(self, part) -> list[dict | None]:
+        return [self.store.run_state(self.config_ids[r.key], s) for r, s in part]
+
+    def _run_population(self, pkey: str, part: list[tuple[_Resolved, int]], label: str) -> None:
+        epochs = part[0][0].train.epochs
+        states = self._run_states(part)
+        if all(st is not None and st["status"] in FINAL_STATUSES for st in states):
+            self.progress.advance(len(part) * epochs, f"{label} (recorded)")
+            return
+        r0 = part[0][0]
+        splits = self.plan.data(r0)
+        pop, why = self._make_population(part, splits)
+        if pop is None:
+            note = f"{len({r.key for r, _ in part})} configuration(s) of population {pkey} train one by one with the Trainer: {why}"
+            self.notes.append(note)
+            self.progress.note(note)
+            for r, s in part:
+                self._run_single(r, s, splits)
+            return
+        run_ids = [self.store.start_run(self.config_ids[r.key], s) for r, s in part]
+        for m, rid in zip(pop.members, run_ids):
+            m.run_id = rid
+        ck = self.store.load_checkpoint(pkey)
+        if ck is not None:
+            pop.load_bytes(ck[1])
+        self.progress.advance(pop.epoch * len(part), label)
+        last_ck = time.perf_counter()
+        while not pop.done:
+            rows = pop.run_epoch()
+            epoch = pop.epoch
+            store_rows = [(pop.members[i].run_id, epoch, _rows_for_store(row)) for i, row in rows.items()]
+            checkpoint = None
+            if pop.done or time.perf_counter() - last_ck >= self.checkpoint_seconds:
+                checkpoint = (pkey, epoch, pop.to_bytes())
+                last_ck = time.perf_counter()
+            self.store.commit_epoch(store_rows, checkpoint=checkpoint)
+            best = self._best_text(rows)
+            self.progress.advance(len(part), f"{label} epoch {epoch}/{epochs}{best}")
+            if self.on_epoch is not None:
+                self.on_epoch({"population": pkey, "epoch": epoch, "members": len(part), "rows": rows})
+        if pop.epoch < epochs:
+            self.progress.advance(len(part) * (epochs - pop.epoch), label)
+        items = []
+        for i, m in enumerate(pop.members):
+            items.append((m.run_id, pop.status[i], pop.result(i), pop.cost(i)))
+        self.store.finish_runs(items)
+
+    def _best_text(self, rows: dict[int, dict[str, Any]]) -> str:
+        values = [row.get(self.metric) for row in rows.values()]
+        values = [v for v in values if v is not None and math.isfinite(v)]
+        if not values:
+            return ""
+        best = max(values) if self.maximize else min(values)
+        return f"  best {self.metric} {best:.4f}"
+
+    def _members(self, part) -> list[Member]:
+        return [Member(r.key, r.params, s, r.train, r.rates) for r, s in part]
+
+    def _make_population(self, part, splits) -> tuple[Population | None, str]:
+        r0 = part[0][0]
+        if not self.plan.population:
+            return None, "population training is off (population=False)"
+        members = self._members(part)
+        data = (splits.x_train, splits.y_train, splits.x_val, splits.y_val)
+        device = r0.train.resolve_device()
+        try:
+            net = self.plan.make_net(r0, members, splits)
+            pop = Population(net, members, data, splits.task, device=device)
+            if r0.net == "module":
+                self._probe(pop)
+            return pop, ""
+        except Unstackable as exc:
+            return None, str(exc)
+        except (ConfigError, DataError):
+            raise
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            return None, f"torch.func cannot vectorize this model ({type(exc).__name__}: {first[:160]})"
+
+    @staticmethod
+    def _probe(pop: Population) -> None:
+        """One vmapped step on two examples (on copies), so that failures surface now."""
+        P = {n: t.clone() for n, t in pop.params.items()}
+        B = {n: t.clone() for n, t in pop.buffers.items()}
+        idx = torch.arange(min(2, pop.n), device=pop.device).expand(pop.k, -1)
+        with torch.random.fork_rng(devices=[]):
+            pop.net.train_step(P, B, pop.x[idx], pop.y[idx], None, pop.task)
+            pop.net.predict(P, B, pop.xv[:2])
+
+    # -- one-by-one fallback -------------------------------------------------------------------
+    def _run_single(self, r: _Resolved, seed: int, splits) -> None:
+        from droplab.train import Callback, Trainer
+
+        cid = self.config_ids[r.key]
+        st = self.store.run_state(cid, seed)
+        epochs = r.train.epochs
+        if st is not None and st["status"] in FINAL_STATUSES:
+            self.progress.advance(epochs, f"{r.key} seed {seed} (recorded)")
+            return
+        run_id = self.store.start_run(cid, seed)
+        ckey = f"run/{run_id}"
+        member = Member(r.key, r.params, seed, r.train, r.rates)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = self.plan.builder(r, splits)(member)
+        cfg = r.train.replace(seed=seed, checkpoint_dir=None)
+        engine = self
+
+        class _Commit(Callback):
+            def __init__(self) -> None:
+                self.last = time.perf_counter()
+
+            def on_epoch_end(self, trainer, *, epoch, logs, **kwargs):
+                checkpoint = None
+                done = epoch >= cfg.epochs or trainer.should_stop
+                if done or time.perf_counter() - self.last >= engine.checkpoint_seconds:
+                    checkpoint = (ckey, epoch, _trainer_blob(trainer))
+                    self.last = time.perf_counter()
+                engine.store.commit_epoch([(run_id, epoch, _rows_for_store(logs))], checkpoint=checkpoint)
+                engine.progress.advance(1, f"{r.key} seed {seed} epoch {epoch}/{epochs}")
+                if engine.on_epoch is not None:
+                    engine.on_epoch({"population": ckey, "epoch": epoch, "members": 1, "rows": {0: logs}})
+
+        trainer = Trainer(model, cfg, [_Commit()])
+        ck = self.store.load_checkpoint(ckey)
+        with tempfile.TemporaryDirectory(prefix="droplab-run-") as tmp:
+            resume = None
+            if ck is not None:
+                resume = os.path.join(tmp, "resume.pt")
+                with open(resume, "wb") as fh:
+                    fh.write(ck[1])
+            result = trainer.fit(
+                (splits.x_train, splits.y_train), val=(splits.x_val, splits.y_val), task=splits.task, resume=resume
+            )
+        if result.stop_reason == "interrupted":
+            raise KeyboardInterrupt
+        status = _STATUS.get(result.stop_reason, result.stop_reason)
+        metric = "acc" if splits.task == "classification" else "rmse"
+        res = {
+            "best_epoch": result.best_epoch,
+            "weights_epoch": result.best_epoch if result.restored else result.epochs_run,
+            "epochs_run": result.epochs_run,
+            "stop_reason": status,
+            "restored": result.restored,
+        }
+        for split in ("train", "val"):
+            values = getattr(result, split) or {}
+            prefix = "train_eval" if split == "train" else "val"
+            for k in ("loss", metric):
+                if k in values:
+                    res[f"{prefix}_{k}"] = values[k]
+        cost = {
+            "seconds": sum(row["seconds"] for row in result.history),
+            "peak_mem_mb": max((row.get("peak_mem_mb", 0.0) for row in result.history), default=0.0),
+            "population_size": 1,
+            "population_seconds": result.seconds,
+        }
+        # The final weights, for the test evaluation of selected configurations.
+        self.store.commit_epoch([], checkpoint=(f"final/{run_id}", result.epochs_run, _state_blob(model.state_dict())))
+        self.store.finish_runs([(run_id, status, res, cost)])
+        if result.epochs_run < epochs:
+            self.progress.advance(epochs - result.epochs_run, r.key)
+
+    # -- summary ---------------------------------------------------------------------------------
+    def _values(self, key: str) -> dict[int, float]:
+        cid = self.config_ids.get(key)
+        out = {}
+        for run in self._runs_by_config().get(cid, []):
+            res = run["result"] or {}
+            v = res.get(self.metric)
+            out[run["seed"]] = math.nan if v is None else float(v)
+        return out
+
+    def _runs_by_config(self) -> dict[int, list[dict]]:
+        by: dict[int, list[dict]] = {}
+        for run in self.store.runs():
+            if run["seed"] in self.seeds and run["status"] in FINAL_STATUSES:
+                by.setdefault(run["config_id"], []).append(run)
+        return by
+
+    def _summarize(self, path: str) -> SweepResult:
+        by = self._runs_by_config()
+        estimates: dict[str, Estimate] = {}
+        rows = []
+        for key, r in self.resolved.items():
+            runs = by.get(self.config_ids[key], [])
+            values = {run["seed"]: _num((run["result"] or {}).get(self.metric)) for run in runs}
+            est = mean_ci([values[s] for s in sorted(values)], self.confidence)
+            estimates[key] = est
+            costs = [run["cost"] or {} for run in runs]
+            rows.append(
+                {
+                    "key": key,
+                    "params": r.params,
+                    "arch": r.arch,
+                    "n": est.n,
+                    "mean": est.mean,
+                    "lo": est.lo,
+                    "hi": est.hi,
+                    "sd": est.sd,
+                    "values": {str(s): v for s, v in sorted(values.items())},
+                    "seconds": _mean([c.get("seconds") for c in costs]),
+                    "peak_mem_mb": _mean([c.get("peak_mem_mb") for c in costs]),
+                    "statuses": {
+                        st: sum(run["status"] == st for run in runs) for st in sorted({run["status"] for run in runs})
+                    },
+                    "diff": None,
+                }
+            )
+        # Paired differences against the same configuration without dropout.
+        for row in rows:
+            r = self.resolved[row["key"]]
+            if r.baseline is None:
+                continue
+            bkey = config_key(r.baseline)
+            if bkey not in self.resolved or bkey == row["key"]:
+                continue
+            base_values = {int(s): v for s, v in self.row_values(rows, bkey).items()}
+            d = paired_difference({int(s): v for s, v in row["values"].items()}, base_values, self.confidence)
+            row["diff"] = {"baseline": bkey, "mean": d.mean, "lo": d.lo, "hi": d.hi, "n": d.n}
+        best = select_best(estimates, maximize=self.maximize)
+        one_se = None
+        per_arch: dict[str, str] = {}
+        if best is not None:
+            b = self.resolved[best]
+            same = [
+                k for k, r in self.resolved.items()
+                if _json(_non_reg(r.params)) == _json(_non_reg(b.params))
+            ]
+            one_se = one_standard_error(
+                estimates, maximize=self.maximize, strength=lambda k: self.resolved[k].strength, candidates=same
+            )
+            archs = sorted({r.arch for r in self.resolved.values()})
+            if len(archs) > 1:
+                for arch in archs:
+                    sub = {k: e for k, e in estimates.items() if self.resolved[k].arch == arch}
+                    pick = select_best(sub, maximize=self.maximize)
+                    if pick is not None:
+                        per_arch[arch] = pick
+        selected: dict[str, list[str]] = {}
+        if best is not None:
+            selected.setdefault(best, []).append("best")
+        if one_se is not None:
+            selected.setdefault(one_se, []).append("1-SE")
+        for arch, key in per_arch.items():
+            selected.setdefault(key, []).append(f"best of {arch}")
+        test = self._test(selected, by)
+        return SweepResult(
+            store=path,
+            metric=self.metric,
+            maximize=self.maximize,
+            rows=rows,
+            best=best,
+            one_se=one_se,
+            per_arch=per_arch,
+            test=test,
+            notes=list(self.notes),
+            confidence=self.confidence,
+        )
+
+    @staticmethod
+    def row_values(rows, key):
+        for row in rows:
+            if row["key"] == key:
+                return row["values"]
+        return {}
+
+    def _test(self, selected: dict[str, list[str]], by) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        metric = "acc" if self.task == "classification" else "rmse"
+        for key, reasons in selected.items():
+            r = self.resolved[key]
+            splits = self.plan.data(r)
+            x_test, y_test = getattr(splits, "x_test", None), getattr(splits, "y_test", None)
+            if x_test is None or y_test is None or len(x_test) == 0:
+                continue
+            runs = {run["seed"]: run for run in by.get(self.config_ids[key], [])}
+            values: dict[int, float] = {}
+            losses: dict[int, float] = {}
+            for seed, ev in self._test_runs(r, runs, splits).items():
+                values[seed], losses[seed] = ev[metric], ev["loss"]
+            est = mean_ci([values[s] for s in sorted(values)], self.confidence)
+            lest = mean_ci([losses[s] for s in sorted(losses)], self.confidence)
+            out[key] = {
+                "selected_as": reasons,
+                "metric": f"test_{metric}",
+                "mean": est.mean, "lo": est.lo, "hi": est.hi, "n": est.n,
+                "values": {str(s): v for s, v in values.items()},
+                "loss_mean": lest.mean, "loss_lo": lest.lo, "loss_hi": lest.hi,
+            }
+        return out
+
+    def _test_runs(self, r: _Resolved, runs: dict[int, dict], splits) -> dict[int, dict[str, float]]:
+        """Evaluate the final weights of some runs of one configuration on the test split.
+
+        Runs trained one by one have their weights under ``final/<run id>``; population runs
+        are evaluated together from their population's final checkpoint (loaded once).
+        """
+        out: dict[int, dict[str, float]] = {}
+        by_pop: dict[str, list[int]] = {}
+        for seed in sorted(runs):
+            final = self.store.load_checkpoint(f"final/{runs[seed]['id']}")
+            if final is None:
+                pkey = self.pop_keys.get((r.key, seed))
+                if pkey is not None:
+                    by_pop.setdefault(pkey, []).append(seed)
+                continue
+            from droplab.train import Trainer
+
+            member = Member(r.key, r.params, seed, r.train, r.rates)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                model = self.plan.builder(r, splits)(member)
+            model.load_state_dict(torch.load(_bytes_io(final[1]), weights_only=True))
+            trainer = Trainer(model, r.train.replace(seed=seed, checkpoint_dir=None))
+            trainer.task = splits.task
+            y = splits.y_test if splits.task == "classification" else splits.y_test.float().reshape(len(splits.y_test), -1)
+            out[seed] = trainer.evaluate(splits.x_test.to(trainer.device), y.to(trainer.device))
+        for pkey, seeds in by_pop.items():
+            pop = self._final_population(pkey, splits)
+            if pop is None:
+                continue
+            index = {(m.key, m.seed): i for i, m in enumerate(pop.members)}
+            ev = pop.evaluate_members([index[(r.key, s)] for s in seeds], splits.x_test, splits.y_test)
+            for j, seed in enumerate(seeds):
+                out[seed] = {k: v[j] for k, v in ev.items()}
+        return out
+
+    def _final_population(self, pkey: str, splits) -> Population | None:
+        """The population ``pkey`` as its final checkpoint left it (cached: loaded once)."""
+        cache = self.__dict__.setdefault("_finals", {})
+        if pkey not in cache:
+            ck = self.store.load_checkpoint(pkey)
+            pop = None
+            if ck is not None:
+                pop, _ = self._make_population(self.parts[pkey], splits)
+                if pop is not None:
+                    pop.load_bytes(ck[1])
+            cache.clear()  # keep one population in memory at a time
+            cache[pkey] = pop
+        return cache[pkey]
+
+
+def _non_reg(params: Mapping[str, Any]) -> dict[str, Any]:
+    """A configuration without its regularization axes (dropout rates, decay, penalties, max-norm)."""
+    reg = tuple(f"train.{f}" for f in ("weight_decay", "l1", "l2", "max_norm"))
+    return {
+        k: v for k, v in params.items()
+        if not (k == "dropout" or (k.startswith("dropout.") and not k.endswith(".layer")) or k in reg
+                or ("dropout" in k and not k.startswith(("model", "data", "train"))))
+    }
+
+
+def _sortable(value: Any) -> tuple:
+    return (value is None, 0.0 if value is None else float(value))
+
+
+def _num(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _mean(values: Sequence[Any]) -> float:
+    vs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    return math.fsum(vs) / len(vs) if vs else math.nan
+
+
+def _bytes_io(blob: bytes):
+    import io
+
+    return io.BytesIO(blob)
+
+
+def _state_blob(state: dict[str, torch.Tensor]) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in state.items()}, buf)
+    return buf.getvalue()
+
+
+def _trainer_blob(trainer) -> bytes:
+    with tempfile.TemporaryDirectory(prefix="droplab-ck-") as tmp:
+        path = os.path.join(tmp, "ck.pt")
+        trainer.save_checkpoint(path)
+        with open(path, "rb") as fh:
+            return fh.read()
+
