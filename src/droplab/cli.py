@@ -27,13 +27,15 @@ class _Parser(argparse.ArgumentParser):
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the README's main job: a small study on MNIST-1D")
     p.add_argument("--out", default="out", help="folder for the study store and the report")
+    p.add_argument("--epochs", type=int, default=None, help="epochs per run (default 30)")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per rate (default 5)")
     p.set_defaults(func=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
     from droplab.demo import run_demo
 
-    return run_demo(out=args.out)
+    return run_demo(out=args.out, epochs=args.epochs, seeds=args.seeds)
 
 
 # --- runs -------------------------------------------------------------------------------------
@@ -378,6 +380,46 @@ def _run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- reproduce --------------------------------------------------------------------------------
+def _add_reproduce(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "reproduce",
+        help="rerun the published findings on dropout offline, side by side with the papers",
+        description="Rerun scaled-down versions of twelve published findings on dropout "
+        "(Srivastava et al. 2014's tables and figures and their relatives) on offline data, "
+        "across seeds, and print each published figure next to droplab's measurement (mean and "
+        "95% CI) with whether the shapes agree. Writes an HTML report and a JSON file beside it.",
+    )
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true",
+                      help="smaller sizes: all twelve in at most 10 minutes on 2 CPU cores")
+    size.add_argument("--smoke", action="store_true", help="tiny sizes, seconds per finding (tests)")
+    p.add_argument("--only", metavar="LIST", help="finding numbers, e.g. 1,3,5 or 2-4 (default: all)")
+    p.add_argument("--seeds", type=int, help="number of seeds (default 3 with --quick, else 5)")
+    p.add_argument("--json", action="store_true", help="print one JSON object per finding on stdout")
+    p.add_argument("-o", "--out", default="reproduce.html", metavar="FILE",
+                   help="HTML report to write (default reproduce.html; the JSON goes beside it)")
+    p.add_argument("--data-dir", help="folder with the Fashion-MNIST idx files")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=_run_reproduce)
+
+
+def _run_reproduce(args: argparse.Namespace) -> int:
+    from droplab.reproduce import parse_only, print_table, reproduce
+
+    size = "smoke" if args.smoke else "quick" if args.quick else "full"
+    report = reproduce(parse_only(args.only), size=size, seeds=args.seeds,
+                       data_dir=args.data_dir, progress=not args.quiet)
+    html_path, json_path = report.write(args.out)
+    if args.json:
+        for line in report.json_lines():
+            print(line)
+    else:
+        print_table(report)
+        print(f"report: {html_path} (JSON: {json_path})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="droplab", description="a laboratory for dropout and other regularizers")
     from droplab import __version__
@@ -389,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runs(sub)
     _add_audit(sub)
     _add_sweep(sub)
+    _add_reproduce(sub)
     _add_report(sub)
     return parser
 
