@@ -277,7 +277,8 @@ def _run_sweep(args: argparse.Namespace) -> int:
     import json
 
     from droplab.sweep import SweepConfig, Store, run_sweep
-    from droplab.sweep.config import flag_overrides, merge
+    from droplab.sweep.config import flag_overrides
+    from droplab.train.config import merge_overrides
 
     sections: dict[str, dict] = {}
     for dest, (section, key) in _SWEEP_SECTIONS.items():
@@ -298,7 +299,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
         with Store.open(args.resume, mode="r") as st:
             config = SweepConfig.from_dict(st.study()["spec"])
     else:
-        config = SweepConfig.from_dict(merge({}, overrides))
+        config = SweepConfig.from_dict(merge_overrides({}, overrides))
     changes: dict = {"store": store}
     if args.checkpoint_seconds is not None:
         changes["checkpoint_seconds"] = args.checkpoint_seconds

@@ -7,7 +7,7 @@ import scipy.stats as sps
 
 from droplab.report import diagnose, load_study
 from droplab.report import diagnostics as dg
-from droplab.sweep.stats import mean_ci
+from droplab.stats import mean_ci
 
 # The scripted curves of tests/report/conftest.py (copied: conftest is not importable).
 V0 = [1.00, 0.80, 0.66, 0.60, 0.62, 0.65, 0.68, 0.70, 0.72, 0.75]  # no dropout: overfits

@@ -13,7 +13,7 @@ from droplab.errors import ConfigError, StoreError
 from droplab.models import ModelSpec
 from droplab.sweep import Store, SweepConfig, mean_ci, one_standard_error, paired_difference, run_sweep
 from droplab.sweep.population import Population
-from droplab.sweep.stats import select_best
+from droplab.stats import select_best
 from droplab.train import TrainConfig
 
 TIMING = ("seconds", "peak_mem_mb", "population_seconds")

@@ -53,6 +53,7 @@ from droplab.errors import ConfigError, DataError, DroplabWarning
 from droplab.functional._counter import draw_seed
 from droplab.inference.audit import _cuda_devices, find_guarded_functional, stochastic_kind
 from droplab.nn import StochasticLayer
+from droplab.stats import mean_ci
 
 __all__ = ["MCResult", "mc_mode", "mc_predict", "predict", "mc_vs_weight_scaling", "TASKS"]
 
@@ -467,19 +468,6 @@ def predict(model: nn.Module, inputs: Tensor, *, batch_size: int = 1024) -> Tens
 # --------------------------------------------------------------------------------------------
 
 
-def _mean_ci(values: Sequence[float], confidence: float) -> tuple[float, float, float]:
-    """Mean and two-sided Student-t interval over independent replicates (nan with one)."""
-    n = len(values)
-    mean = math.fsum(values) / n
-    if n < 2:
-        return mean, math.nan, math.nan
-    from scipy.stats import t
-
-    sd = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
-    half = float(t.ppf((1.0 + confidence) / 2.0, n - 1)) * sd / math.sqrt(n)
-    return mean, mean - half, mean + half
-
-
 def _check_labels(labels: Any, n: int) -> Tensor:
     if not isinstance(labels, Tensor) or labels.dtype.is_floating_point or labels.dim() != 1:
         got = f"dtype {labels.dtype}, shape {tuple(labels.shape)}" if isinstance(labels, Tensor) else type(labels).__name__
@@ -577,8 +565,9 @@ def mc_vs_weight_scaling(
                 per_t[t][1].append(nll[t] / n)
     rows = []
     for t in ts:
-        acc, acc_lo, acc_hi = _mean_ci(per_t[t][0], confidence)
-        nl, nl_lo, nl_hi = _mean_ci(per_t[t][1], confidence)
+        acc_est, nll_est = mean_ci(per_t[t][0], confidence), mean_ci(per_t[t][1], confidence)
+        acc, acc_lo, acc_hi = acc_est.mean, acc_est.lo, acc_est.hi
+        nl, nl_lo, nl_hi = nll_est.mean, nll_est.lo, nll_est.hi
         rows.append(
             {
                 "T": t, "acc": acc, "acc_lo": acc_lo, "acc_hi": acc_hi, "nll": nl,

@@ -1,7 +1,7 @@
 """Diagnostics: plain sentences computed from a study's curves and results.
 
 Each check is a pure function of numbers (curves as lists, estimates from
-:mod:`droplab.sweep.stats`) that returns a :class:`Finding` -- a sentence plus the numbers in
+:mod:`droplab.stats`) that returns a :class:`Finding` -- a sentence plus the numbers in
 it -- or None when there is nothing to say. :func:`diagnose` runs them all on a
 :class:`~droplab.report.study.Study` and adds a recommendation of what to try next.
 
@@ -43,7 +43,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from droplab.sweep.stats import Estimate
+from droplab.stats import Estimate
 
 if TYPE_CHECKING:
     from droplab.report.study import Configuration, Study
@@ -293,7 +293,7 @@ def dropout_effect(
         else ``"no_help"``.
 
     Example:
-        >>> from droplab.sweep.stats import mean_ci
+        >>> from droplab.stats import mean_ci
         >>> dropout_effect("rate 0.3", mean_ci([-0.05, -0.04, -0.06]), mean_ci([0.6, 0.62, 0.61])).kind
         'helped'
     """
@@ -463,7 +463,7 @@ def one_se_note(
     """The one-standard-error choice when it differs from the best (Breiman et al. 1984).
 
     Example:
-        >>> from droplab.sweep.stats import mean_ci
+        >>> from droplab.stats import mean_ci
         >>> one_se_note("rate 0.3", "rate 0.5", mean_ci([.50, .52]), mean_ci([.51, .52])).kind
         'one_se'
     """

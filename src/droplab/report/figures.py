@@ -37,7 +37,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from droplab.report.study import Configuration, Study
-from droplab.sweep.stats import mean_ci
+from droplab.stats import mean_ci
 
 __all__ = ["FIGURES", "PALETTE", "make_figures", "figure_png", "figure_base64"]
 

@@ -27,7 +27,7 @@ from droplab.report import diagnostics as _diag
 from droplab.report.diagnostics import Diagnosis, diagnose, format_metric, metric_name
 from droplab.report.figures import FIGURES, figure_base64, figure_png, make_figures
 from droplab.report.study import Configuration, Study, load_study
-from droplab.sweep.stats import Estimate, mean_ci
+from droplab.stats import Estimate, mean_ci
 from droplab.sweep.store import Store
 
 __all__ = ["render_html", "write_report", "export_pngs"]

@@ -13,7 +13,7 @@ Conventions, decided once here (the same as the sweep engine's, so the page and
   Metrics the result lacks come from that epoch's row (``weights_epoch``, else
   ``best_epoch``, else the last epoch).
 * Runs that ``completed``, ``early_stopped`` or ``diverged`` count (a diverged run has no
-  value; :func:`droplab.sweep.stats.mean_ci` leaves it out and counts it); ``running``
+  value; :func:`droplab.stats.mean_ci` leaves it out and counts it); ``running``
   and ``failed`` runs are listed in the counts but not used.
 * Dropout-rate parameters: ``dropout.<place>`` (a rate or per-layer rates, averaged for
   plotting), ``dropout`` (a whole placement string such as ``"hidden=0.3,input=0.1"``;
@@ -23,7 +23,7 @@ Conventions, decided once here (the same as the sweep engine's, so the page and
   at the places the study varies; paired differences use the seeds both share.
 * Selection follows the study: its metric (``val_acc`` for classification unless the sweep
   said otherwise), its best configuration and one-standard-error choice as stored in the
-  summary, recomputed with :mod:`droplab.sweep.stats` only when the summary is missing.
+  summary, recomputed with :mod:`droplab.stats` only when the summary is missing.
 
 Example::
 
@@ -42,7 +42,7 @@ from typing import Any
 
 from droplab.errors import ConfigError, StoreError
 from droplab.models.spec import PLACES, parse_dropout
-from droplab.sweep.stats import Estimate, mean_ci, one_standard_error, paired_difference, select_best
+from droplab.stats import Estimate, mean_ci, one_standard_error, paired_difference, select_best
 from droplab.sweep.store import Store
 
 __all__ = ["USED_STATUSES", "PLACEMENT", "dropout_rates", "Run", "Configuration", "Study", "load_study", "format_value"]

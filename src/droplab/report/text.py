@@ -14,7 +14,7 @@ import os
 
 from droplab.report.diagnostics import Diagnosis, diagnose
 from droplab.report.study import Study, load_study
-from droplab.sweep.stats import Estimate
+from droplab.stats import Estimate
 from droplab.sweep.store import Store
 
 __all__ = ["summary_table", "print_summary"]

@@ -39,7 +39,7 @@ from typing import Any
 from droplab._checks import check_choice
 from droplab.models import ModelSpec
 from droplab.reproduce._train import Arm, Skip, as_sequence, finite, load, train_group
-from droplab.sweep.stats import Estimate, mean_ci, paired_difference
+from droplab.stats import Estimate, mean_ci, paired_difference
 from droplab.train import EarlyStopping, TrainConfig
 
 __all__ = [

@@ -32,7 +32,7 @@ from droplab.sweep.space import (
     config_key,
     make_space,
 )
-from droplab.sweep.stats import Estimate, mean_ci, one_standard_error, paired_difference, select_best
+from droplab.stats import Estimate, mean_ci, one_standard_error, paired_difference, select_best
 from droplab.sweep.store import Store
 
 __all__ = [

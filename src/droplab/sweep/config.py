@@ -47,16 +47,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 from collections.abc import Mapping
 from typing import Any
 
 from droplab._checks import check_choice, check_keys, check_nonneg_float, check_positive_int
 from droplab.errors import ConfigError
 from droplab.sweep.space import SAMPLERS, SearchSpace, make_space, parse_axis
-from droplab.train.config import DataConfig, TrainConfig
+from droplab.train.config import DataConfig, TrainConfig, merge_overrides, read_toml
 
-__all__ = ["SweepConfig", "flag_overrides", "parse_values", "parse_axis_flag", "parse_dropout_flag", "merge"]
+__all__ = ["SweepConfig", "flag_overrides", "parse_values", "parse_axis_flag", "parse_dropout_flag"]
 
 _TOP = (
     "name", "seeds", "sampler", "trials", "sampler_seed", "batch", "metric", "store",
@@ -195,17 +194,7 @@ class SweepConfig:
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None) -> SweepConfig:
         """Read a TOML file, apply ``overrides`` (flags: top-level keys and section tables) on top."""
-        path = os.fspath(path)
-        try:
-            with open(path, "rb") as f:
-                values = tomllib.load(f)
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-        return cls.from_dict(merge(values, overrides or {}))
+        return cls.from_dict(merge_overrides(read_toml(path), overrides or {}))
 
     def to_dict(self) -> dict[str, Any]:
         """TOML/JSON-shaped dictionary; ``SweepConfig.from_dict(cfg.to_dict()) == cfg``.
@@ -269,17 +258,6 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "to_dict"):
         return value.to_dict()
     return value
-
-
-def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` with ``overrides`` on top: tables are merged key by key, other values replaced."""
-    out = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 # --- command-line flags -----------------------------------------------------------------------------
@@ -368,7 +346,7 @@ def flag_overrides(
     sections: Mapping[str, Mapping[str, Any]] | None = None,
     top: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Turn command-line flags into a dictionary that :func:`merge` lays over a TOML file.
+    """Turn command-line flags into a dictionary that :func:`droplab.train.config.merge_overrides` lays over a TOML file.
 
     Args:
         dropout: ``--dropout PLACE=RATES[:LAYER]`` values; each becomes axis

@@ -58,7 +58,7 @@ from droplab.sweep.population import (
     mlp_positions,
 )
 from droplab.sweep.space import GridSpace, OptunaSpace, SearchSpace, config_key
-from droplab.sweep.stats import Estimate, mean_ci, one_standard_error, paired_difference, select_best
+from droplab.stats import Estimate, mean_ci, one_standard_error, paired_difference, select_best
 from droplab.sweep.store import FINAL_STATUSES, Store
 from droplab.train.config import TrainConfig
 

@@ -69,6 +69,20 @@ SCHEDULES = ("constant", "step", "cosine", "onecycle")
 DEVICES = ("auto", "cpu", "cuda")
 
 
+def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a TOML config file; a missing or malformed file raises ConfigError in one line."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+
+
 def _optional(check: Any, name: str, value: Any) -> Any:
     return None if value is None else check(name, value)
 
@@ -394,17 +408,7 @@ class RunConfig:
         cls, path: str | os.PathLike[str], overrides: Mapping[str, Mapping[str, Any]] | None = None
     ) -> RunConfig:
         """Read a TOML file and apply ``overrides`` (``{"train": {"lr": 0.1}}``) on top."""
-        path = os.fspath(path)
-        try:
-            with open(path, "rb") as f:
-                values = tomllib.load(f)
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-        return cls.from_dict(merge_overrides(values, overrides or {}))
+        return cls.from_dict(merge_overrides(read_toml(path), overrides or {}))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dictionary; ``RunConfig.from_dict(cfg.to_dict()) == cfg``."""
@@ -417,15 +421,15 @@ class RunConfig:
         return 0 if self.train.seed is None else self.train.seed
 
 
-def merge_overrides(
-    base: Mapping[str, Any], overrides: Mapping[str, Mapping[str, Any]]
-) -> dict[str, Any]:
-    """``base`` with each section's keys replaced by those in ``overrides`` (flags over TOML)."""
-    out = {k: dict(v) if isinstance(v, Mapping) else v for k, v in base.items()}
-    for section, values in overrides.items():
-        if values:
-            current = out.get(section, {})
-            out[section] = {**(current if isinstance(current, Mapping) else {}), **values}
+def merge_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` on top (flags over TOML): tables merge key by key, recursively;
+    other values are replaced."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge_overrides(out[key], value)
+        else:
+            out[key] = value
     return out
 
 

@@ -1,4 +1,6 @@
-"""Statistics of a sweep: means with t confidence intervals, selection, paired differences.
+"""Statistics over seeds: means with t confidence intervals, selection, paired differences.
+
+Used by the sweeps, the report, inference experiments and the reproduction suite.
 
 Every number a sweep reports about a configuration summarizes its seeds (independent
 replicates), so the intervals are Student-t intervals over seeds:
