@@ -224,7 +224,7 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
         "sweep",
         help="sweep rates x placements x regularizers across seeds (populations, SQLite, resumable)",
         description="Train every configuration of a search space with every seed, as vectorized "
-        "populations, into a SQLite study; print mean and 95%% CI per configuration, the selected "
+        "populations, into a SQLite study; print mean and 95% CI per configuration, the selected "
         "configurations and their test metric. Settings come from CONFIG (TOML) and the flags, "
         "which override it. --resume STUDY continues an interrupted sweep.",
     )
