@@ -8,11 +8,15 @@ setup:
 demo: setup
 	$(PY) -m droplab demo
 
-test: setup
+test:
+	@DROPLAB_EXTRAS=test bash scripts/setup.sh
 	$(PY) -m pytest -q
 
-bench: setup
+bench:
+	@DROPLAB_EXTRAS=optuna bash scripts/setup.sh
 	$(PY) benchmarks/dropout_kernel.py
+	$(PY) benchmarks/trainer_overhead.py
+	$(PY) benchmarks/sweep_throughput.py
 
 clean:
 	rm -rf .venv build *.egg-info src/*.egg-info

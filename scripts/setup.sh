@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-EXTRAS=${DROPLAB_EXTRAS:-dev}
+EXTRAS=${DROPLAB_EXTRAS-}   # e.g. DROPLAB_EXTRAS=test (what `make test` asks for)
 VENV=.venv
 
 if [ ! -x "$VENV/bin/python" ]; then
@@ -31,6 +31,8 @@ fi
 tv=$("$VPY" -c "import torch; print(torch.__version__)")
 cons="$VENV/droplab-constraints.txt"
 echo "torch==$tv" > "$cons"
-echo "droplab setup: installing droplab[$EXTRAS] (torch $tv kept)"
-"$VPY" -m pip install -q -c "$cons" -e ".[$EXTRAS]"
+target="."
+[ -n "$EXTRAS" ] && target=".[$EXTRAS]"
+echo "droplab setup: installing droplab${EXTRAS:+[$EXTRAS]} (torch $tv kept)"
+"$VPY" -m pip install -q -c "$cons" -e "$target"
 echo "$want" > "$stamp"

@@ -7,6 +7,7 @@ line on stderr and exit code 2; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -259,6 +260,9 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--memory-mb", type=float, help="memory budget of one population (default 2048)")
     g.add_argument("--checkpoint-seconds", type=float, help="minimum seconds between checkpoints (default 10)")
     g.add_argument("--no-population", action="store_true", help="train one run at a time (no vectorization)")
+    g.add_argument("--executor", help="where populations train: local (default) or ray (a Ray cluster, droplab[ray])")
+    g.add_argument("--address", metavar="auto|HOST:PORT",
+                   help="the Ray cluster for --executor ray (default: RAY_ADDRESS, else one on this machine)")
     g.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
     g.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=_run_sweep)
@@ -303,6 +307,9 @@ def _run_sweep(args: argparse.Namespace) -> int:
     changes: dict = {"store": store}
     if args.checkpoint_seconds is not None:
         changes["checkpoint_seconds"] = args.checkpoint_seconds
+    for key in ("executor", "address"):  # where to train, not what: never part of the stored spec
+        if getattr(args, key) is not None:
+            changes[key] = getattr(args, key)
     config = config.replace(**changes)
     result = run_sweep(config, progress=not args.quiet)
     if args.json:
@@ -438,6 +445,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # torch's OpenMP threads spin while they wait for work. When another process holds a core,
+    # the spinning threads fight it: a Fashion-MNIST MLP epoch took 16.6 s instead of 2.8 s on a
+    # 2-core machine with one core busy. Passive waiting avoids that; it must be set before torch
+    # starts its thread pool, and a value the user set is kept.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

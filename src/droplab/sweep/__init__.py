@@ -15,10 +15,12 @@ or with your own model::
 - :class:`Population`, :class:`MLPNet`, :class:`ModuleNet` -- vectorized training.
 - :func:`mean_ci`, :func:`one_standard_error`, :func:`paired_difference` -- the statistics.
 - :class:`Store` -- the SQLite study store.
+- :class:`LocalExecutor` (default) and ``droplab.sweep.ray_executor.RayExecutor`` (needs
+  ``droplab[ray]``) -- where populations train.
 """
 
 from droplab.sweep.config import SweepConfig
-from droplab.sweep.engine import MEMBER_FIELDS, SweepResult, run_sweep
+from droplab.sweep.engine import MEMBER_FIELDS, LocalExecutor, SweepResult, run_sweep
 from droplab.sweep.population import Member, MLPNet, ModuleNet, Population, Unstackable
 from droplab.sweep.space import (
     SAMPLERS,
@@ -39,6 +41,7 @@ __all__ = [
     "run_sweep",
     "SweepConfig",
     "SweepResult",
+    "LocalExecutor",
     "MEMBER_FIELDS",
     "SearchSpace",
     "GridSpace",

@@ -60,6 +60,7 @@ __all__ = ["SweepConfig", "flag_overrides", "parse_values", "parse_axis_flag", "
 _TOP = (
     "name", "seeds", "sampler", "trials", "sampler_seed", "batch", "metric", "store",
     "memory_mb", "population", "checkpoint_seconds", "data", "model", "models", "train", "space",
+    "executor", "address",
 )
 _METRICS = ("val_acc", "val_loss", "val_rmse")
 
@@ -104,6 +105,11 @@ class SweepConfig:
         memory_mb: memory budget of one population in MB. Default ``None`` (2048).
         population: vectorized population training. Default True.
         checkpoint_seconds: minimum seconds between checkpoints. Default 10.
+        executor: where populations train: ``"local"`` (default) or ``"ray"`` (a Ray cluster;
+            needs ``droplab[ray]``).
+        address: the Ray cluster for ``executor = "ray"``: ``"auto"`` or ``"HOST:PORT"``.
+            Default ``None`` (``RAY_ADDRESS``, else a cluster started on this machine, else a
+            new Ray here).
 
     Example:
         >>> SweepConfig.from_dict({"train": {"epochs": 2}}).train.epochs
@@ -126,6 +132,8 @@ class SweepConfig:
     memory_mb: float | None = None
     population: bool = True
     checkpoint_seconds: float = 10.0
+    executor: str = "local"
+    address: str | None = None
 
     def __post_init__(self) -> None:
         from droplab.models import ModelSpec
@@ -167,6 +175,14 @@ class SweepConfig:
         if not isinstance(self.population, bool):
             raise ConfigError(f"population must be true or false, got {self.population!r}")
         set_(self, "checkpoint_seconds", check_nonneg_float("checkpoint_seconds", self.checkpoint_seconds))
+        from droplab.sweep.engine import EXECUTORS
+
+        check_choice("executor", self.executor, EXECUTORS)
+        if self.address is not None:
+            if not isinstance(self.address, str) or not self.address.strip():
+                raise ConfigError(f"address must be 'auto' or HOST:PORT of a Ray cluster, got {self.address!r}")
+            if self.executor != "ray":
+                raise ConfigError(f"address applies to executor 'ray' (a Ray cluster), got executor {self.executor!r}")
         if "model" in self.space and not self.models:
             raise ConfigError("axis 'model' names architectures; define them as [models.<name>] tables")
         # Building the space checks sampler/trials combinations now, not at run time.
@@ -199,8 +215,9 @@ class SweepConfig:
     def to_dict(self) -> dict[str, Any]:
         """TOML/JSON-shaped dictionary; ``SweepConfig.from_dict(cfg.to_dict()) == cfg``.
 
-        ``store`` and ``checkpoint_seconds`` are left out: they say where and how often to
-        write, not what to train, so a study may be moved and resumed with other values.
+        ``store``, ``checkpoint_seconds``, ``executor`` and ``address`` are left out: they say
+        where and how often to write and where to train, not what to train, so a study may be
+        moved and resumed with other values (a local sweep resumed on a Ray cluster, say).
         """
         out: dict[str, Any] = {
             "name": self.name,

@@ -30,10 +30,21 @@
 
 Models that cannot be stacked (``Unstackable``) and ``population=False`` train one run at a
 time with :class:`droplab.train.Trainer`, still committing every epoch to the store.
+
+**Where** populations train is an executor's business; the engine decides **what** trains
+(each population: its members, their settings, the checkpoint to resume from) and alone
+writes the store. Training is one function, ``_train_job``, that reports each step as an
+event (a run started, an epoch's rows and maybe a checkpoint, runs finished); the driver
+turns every event into the same store transaction as a local sweep. :class:`LocalExecutor`
+(the default) calls it in this process, one population after another;
+:class:`droplab.sweep.ray_executor.RayExecutor` runs it as Ray tasks across a cluster and
+streams the events back. Either way the numbers are the same, and a sweep may be resumed
+with the other executor.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -62,10 +73,12 @@ from droplab.stats import Estimate, mean_ci, one_standard_error, paired_differen
 from droplab.sweep.store import FINAL_STATUSES, Store
 from droplab.train.config import TrainConfig
 
-__all__ = ["run_sweep", "SweepResult", "MEMBER_FIELDS"]
+__all__ = ["run_sweep", "SweepResult", "MEMBER_FIELDS", "EXECUTORS", "LocalExecutor"]
 
 #: Training options that may differ between the members of one population.
 MEMBER_FIELDS = ("lr", "weight_decay", "l1", "l2", "max_norm")
+#: Where populations train: in this process, or as tasks on a Ray cluster.
+EXECUTORS = ("local", "ray")
 _STATUS = {"early_stopping": "early_stopped"}
 
 
@@ -277,6 +290,12 @@ class _SpecPlan:
             return MLPNet(r.spec, splits.input_shape, splits.n_outputs, members)
         return ModuleNet(self.builder(r, splits), members)
 
+    def without_data(self) -> _SpecPlan:
+        """A copy holding no data (what a remote executor sends; the splits travel apart)."""
+        plan = copy.copy(self)
+        plan._data, plan._loader = {}, None
+        return plan
+
     def describe(self) -> dict[str, Any]:
         return {
             "model": self.base_spec.to_dict(),
@@ -412,6 +431,12 @@ class _ModulePlan:
 
     def make_net(self, r: _Resolved, members, splits):
         return ModuleNet(self.builder(r, splits), members)
+
+    def without_data(self) -> _ModulePlan:
+        """A copy holding no data (what a remote executor sends; the splits travel apart)."""
+        plan = copy.copy(self)
+        plan.splits = None
+        return plan
 
     def describe(self) -> dict[str, Any]:
         name = getattr(self.build, "__qualname__", type(self.build).__name__)
@@ -608,6 +633,245 @@ def _rows_for_store(row: dict[str, Any]) -> dict[str, Any]:
     return {k: (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v) for k, v in row.items() if k != "epoch"}
 
 
+# --- executors: what to train is decided here, where it trains by an executor ----------------------
+#: Statuses of runs a resume reads back instead of training; "failed" runs are trained again.
+_RECORDED = tuple(s for s in FINAL_STATUSES if s != "failed")
+
+
+@dataclasses.dataclass
+class _Job:
+    """One population of a round, as the driver tracks it across attempts."""
+
+    pkey: str
+    label: str
+    part: list[tuple[_Resolved, int]]
+    run_ids: list[int | None] = dataclasses.field(init=False)
+    shown: list[int] = dataclasses.field(init=False)  # epochs on the progress bar, per member
+    failures: int = dataclasses.field(default=0, init=False)  # failed attempts (remote executors)
+
+    def __post_init__(self) -> None:
+        self.run_ids = [None] * len(self.part)
+        self.shown = [0] * len(self.part)
+
+    @property
+    def epochs(self) -> int:
+        return self.part[0][0].train.epochs
+
+
+@dataclasses.dataclass
+class _Work:
+    """What one attempt at a job needs, wherever it runs: picklable, no store, no data.
+
+    ``checkpoint`` is the population's last checkpoint and ``run_checkpoints`` those of runs
+    trained one by one (member index -> (epoch, blob)); ``recorded`` are members already
+    finished. The driver reads them from the store before every attempt.
+    """
+
+    pkey: str
+    plan: Any
+    part: list[tuple[_Resolved, int]]
+    checkpoint: tuple[int, bytes] | None
+    run_checkpoints: dict[int, tuple[int, bytes]]
+    recorded: frozenset[int]
+    checkpoint_seconds: float
+
+
+def _members(part) -> list[Member]:
+    return [Member(r.key, r.params, s, r.train, r.rates) for r, s in part]
+
+
+def _make_population(plan, part, splits) -> tuple[Population | None, str]:
+    """The population of ``part``, or None and the reason it must train one run at a time."""
+    r0 = part[0][0]
+    if not plan.population:
+        return None, "population training is off (population=False)"
+    members = _members(part)
+    data = (splits.x_train, splits.y_train, splits.x_val, splits.y_val)
+    device = r0.train.resolve_device()
+    try:
+        net = plan.make_net(r0, members, splits)
+        pop = Population(net, members, data, splits.task, device=device)
+        if r0.net == "module":
+            _probe(pop)
+        return pop, ""
+    except Unstackable as exc:
+        return None, str(exc)
+    except (ConfigError, DataError):
+        raise
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return None, f"torch.func cannot vectorize this model ({type(exc).__name__}: {first[:160]})"
+
+
+def _probe(pop: Population) -> None:
+    """One vmapped step on two examples (on copies), so that failures surface now."""
+    P = {n: t.clone() for n, t in pop.params.items()}
+    B = {n: t.clone() for n, t in pop.buffers.items()}
+    idx = torch.arange(min(2, pop.n), device=pop.device).expand(pop.k, -1)
+    with torch.random.fork_rng(devices=[]):
+        pop.net.train_step(P, B, pop.x[idx], pop.y[idx], None, pop.task)
+        pop.net.predict(P, B, pop.xv[:2])
+
+
+def _worker_info() -> dict[str, Any]:
+    import socket
+
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _train_job(
+    work: _Work, splits, emit: Callable[[dict[str, Any]], None], worker: dict[str, Any] | None = None
+) -> None:
+    """Train one job and report every step to ``emit``; the same code for every executor.
+
+    Events (dicts, by ``"kind"``), in order: ``note`` (the population trains one run at a
+    time, and why); per run trained alone ``recorded`` (already finished) or ``start``; then
+    ``start`` (``members``, the ``epoch`` the checkpoint resumed at); per epoch ``epoch``
+    (``rows``: member index -> history row; ``checkpoint``: bytes or None; ``single``;
+    ``worker``); ``weights`` (final weights of a run trained alone); ``finish`` (``items``:
+    ``(member, status, result, cost)``). The driver turns them into store transactions.
+    """
+    worker = _worker_info() if worker is None else worker
+    part = work.part
+    pop, why = _make_population(work.plan, part, splits)
+    if pop is None:
+        emit({"kind": "note", "text": (
+            f"{len({r.key for r, _ in part})} configuration(s) of population {work.pkey} train one by one "
+            f"with the Trainer: {why}"
+        )})
+        for i, (r, s) in enumerate(part):
+            if i in work.recorded:
+                emit({"kind": "recorded", "member": i})
+            else:
+                _train_single(work, i, splits, emit, worker)
+        return
+    if work.checkpoint is not None:
+        pop.load_bytes(work.checkpoint[1])
+    emit({"kind": "start", "members": list(range(len(part))), "epoch": pop.epoch})
+    last_ck = time.perf_counter()
+    while not pop.done:
+        rows = pop.run_epoch()
+        blob = None
+        if pop.done or time.perf_counter() - last_ck >= work.checkpoint_seconds:
+            blob = pop.to_bytes()
+            last_ck = time.perf_counter()
+        emit({"kind": "epoch", "epoch": pop.epoch, "rows": rows, "checkpoint": blob, "single": False, "worker": worker})
+    items = [(i, pop.status[i], pop.result(i), pop.cost(i)) for i in range(len(part))]
+    emit({"kind": "finish", "items": items, "single": False})
+
+
+def _train_single(work: _Work, i: int, splits, emit, worker: dict[str, Any]) -> None:
+    """Member ``i`` of ``work`` trained alone by the :class:`~droplab.train.Trainer`."""
+    from droplab.train import Callback, Trainer
+
+    r, seed = work.part[i]
+    ck = work.run_checkpoints.get(i)
+    emit({"kind": "start", "members": [i], "epoch": 0 if ck is None else ck[0]})
+    member = Member(r.key, r.params, seed, r.train, r.rates)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = work.plan.builder(r, splits)(member)
+    cfg = r.train.replace(seed=seed, checkpoint_dir=None)
+    every = work.checkpoint_seconds
+
+    class _Emit(Callback):
+        def __init__(self) -> None:
+            self.last = time.perf_counter()
+
+        def on_epoch_end(self, trainer, *, epoch, logs, **kwargs):
+            blob = None
+            if epoch >= cfg.epochs or trainer.should_stop or time.perf_counter() - self.last >= every:
+                blob = _trainer_blob(trainer)
+                self.last = time.perf_counter()
+            emit({"kind": "epoch", "epoch": epoch, "rows": {i: logs}, "checkpoint": blob, "single": True,
+                  "worker": worker})
+
+    trainer = Trainer(model, cfg, [_Emit()])
+    with tempfile.TemporaryDirectory(prefix="droplab-run-") as tmp:
+        resume = None
+        if ck is not None:
+            resume = os.path.join(tmp, "resume.pt")
+            with open(resume, "wb") as fh:
+                fh.write(ck[1])
+        result = trainer.fit(
+            (splits.x_train, splits.y_train), val=(splits.x_val, splits.y_val), task=splits.task, resume=resume
+        )
+    if result.stop_reason == "interrupted":
+        raise KeyboardInterrupt
+    status = _STATUS.get(result.stop_reason, result.stop_reason)
+    metric = "acc" if splits.task == "classification" else "rmse"
+    res = {
+        "best_epoch": result.best_epoch,
+        "weights_epoch": result.best_epoch if result.restored else result.epochs_run,
+        "epochs_run": result.epochs_run,
+        "stop_reason": status,
+        "restored": result.restored,
+    }
+    for split in ("train", "val"):
+        values = getattr(result, split) or {}
+        prefix = "train_eval" if split == "train" else "val"
+        for k in ("loss", metric):
+            if k in values:
+                res[f"{prefix}_{k}"] = values[k]
+    cost = {
+        "seconds": sum(row["seconds"] for row in result.history),
+        "peak_mem_mb": max((row.get("peak_mem_mb", 0.0) for row in result.history), default=0.0),
+        "population_size": 1,
+        "population_seconds": result.seconds,
+    }
+    emit({"kind": "weights", "member": i, "epoch": result.epochs_run, "blob": _state_blob(model.state_dict())})
+    emit({"kind": "finish", "items": [(i, status, res, cost)], "single": True})
+
+
+class LocalExecutor:
+    """Train the populations one after another in this process (the default executor).
+
+    An executor decides *where* populations train; the engine decides *what* (the
+    populations, their members and settings) and alone writes the study store. An executor
+    is any object with ``run(jobs, driver)``: for each job, ``driver.prepare(job)`` gives the
+    work of one attempt (None when all its runs are recorded), which ``_train_job`` trains
+    where the executor likes, handing each event, in order, to ``driver.apply(job, event)``
+    in the driver's process. See :class:`droplab.sweep.ray_executor.RayExecutor` for one that
+    trains on a Ray cluster.
+
+    Example::
+
+        run_sweep(cfg, executor=LocalExecutor())   # what executor="local" does
+    """
+
+    name = "local"
+
+    def run(self, jobs: Sequence[_Job], driver: _Engine) -> None:
+        """Train ``jobs`` in order, in this process."""
+        for job in jobs:
+            work = driver.prepare(job)
+            if work is not None:
+                _train_job(work, driver.splits(job), lambda event, job=job: driver.apply(job, event))
+
+
+def _make_executor(executor: Any, address: str | None) -> Any:
+    """``"local"``, ``"ray"`` or an executor object -> an executor object."""
+    if executor is None or executor == "local":
+        if address is not None:
+            raise ConfigError(
+                f"address applies to executor 'ray' (a Ray cluster), got address {address!r} with executor 'local'"
+            )
+        return LocalExecutor()
+    if executor == "ray":
+        from droplab.sweep.ray_executor import RayExecutor
+
+        return RayExecutor(address=address)
+    if isinstance(executor, str):
+        from droplab._checks import check_choice
+
+        check_choice("executor", executor, EXECUTORS)
+    if not callable(getattr(executor, "run", None)):
+        raise ConfigError(f"executor must be 'local', 'ray' or an object with run(jobs, driver), got {executor!r}")
+    if address is not None:
+        raise ConfigError("address applies to executor 'ray'; give an executor object its own address")
+    return executor
+
+
 def run_sweep(
     build: Any = None,
     data: Any = None,
@@ -626,6 +890,8 @@ def run_sweep(
     progress: bool = True,
     console: Any = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    executor: Any = None,
+    address: str | None = None,
 ) -> SweepResult:
     """Train every configuration of ``space`` with every seed; store, select, summarize.
 
@@ -666,7 +932,17 @@ def run_sweep(
         progress: show a rich progress bar (on stderr). Default True.
         console: a ``rich.console.Console`` for the progress bar and notes.
         on_epoch: called after every committed population epoch with
-            ``{"population", "epoch", "members", "rows"}`` (e.g. to stop or inspect a sweep).
+            ``{"population", "epoch", "members", "rows", "worker"}`` (``worker``: the
+            ``host`` and ``pid`` that trained it, and on Ray its ``node``), e.g. to stop or
+            inspect a sweep.
+        executor: where populations train: ``"local"`` (default: one after another in this
+            process), ``"ray"`` (as tasks on a Ray cluster, see
+            :class:`~droplab.sweep.ray_executor.RayExecutor`) or an executor object. Not part
+            of the study: a sweep may be resumed with another executor. Default ``None``:
+            the ``SweepConfig``'s, else ``"local"``.
+        address: the Ray cluster for ``executor="ray"``: ``"auto"`` or ``"HOST:PORT"``.
+            Default ``None``: the ``SweepConfig``'s, else ``RAY_ADDRESS``, a cluster started
+            on this machine, or a new Ray here.
 
     Returns:
         A :class:`SweepResult`.
@@ -683,6 +959,8 @@ def run_sweep(
 
     if isinstance(build, SweepConfig):
         cfg = build
+        if executor is None:
+            executor, address = cfg.executor, cfg.address if address is None else address
         return _Engine(
             plan=cfg.plan(),
             space=cfg.make_space(),
@@ -697,6 +975,7 @@ def run_sweep(
             progress=progress,
             console=console,
             on_epoch=on_epoch,
+            executor=_make_executor(executor, address),
         ).run()
     train = TrainConfig() if train is None else train
     if not isinstance(train, TrainConfig):
@@ -729,6 +1008,7 @@ def run_sweep(
     seed_list = _seed_list(seeds)
     spec = {"plan": plan.describe(), "space": space.spec(), "seeds": seed_list, "metric": metric,
             "population": population}
+    runner = _make_executor(executor, address)
     return _Engine(
         plan=plan,
         space=space,
@@ -743,6 +1023,7 @@ def run_sweep(
         progress=progress,
         console=console,
         on_epoch=on_epoch,
+        executor=runner,
     ).run()
 
 
@@ -769,8 +1050,9 @@ def _load_data(options: dict[str, Any]):
 
 class _Engine:
     def __init__(self, *, plan, space, seeds, store, metric, name, memory_mb, checkpoint_seconds,
-                 confidence, spec, progress, console, on_epoch):
+                 confidence, spec, progress, console, on_epoch, executor):
         self.plan = plan
+        self.executor = executor
         self.space = space
         self.seeds = seeds
         self.store_path = store
@@ -911,56 +1193,112 @@ class _Engine:
                 self.parts[pkey] = part
                 plan.append((pkey, part))
         self.progress.plan(sum(len(p) for _, p in plan) * max(r.train.epochs for r in resolved))
-        for i, (pkey, part) in enumerate(plan):
-            label = f"round {round_no + 1} " if self.space.adaptive else ""
-            self._run_population(pkey, part, f"{label}population {i + 1}/{len(plan)} ({len(part)} runs)")
+        label = f"round {round_no + 1} " if self.space.adaptive else ""
+        jobs = [
+            _Job(pkey, f"{label}population {i + 1}/{len(plan)} ({len(part)} runs)", part)
+            for i, (pkey, part) in enumerate(plan)
+        ]
+        self.executor.run(jobs, self)
 
     def _run_states(self, part) -> list[dict | None]:
         return [self.store.run_state(self.config_ids[r.key], s) for r, s in part]
 
-    def _run_population(self, pkey: str, part: list[tuple[_Resolved, int]], label: str) -> None:
-        epochs = part[0][0].train.epochs
-        states = self._run_states(part)
-        if all(st is not None and st["status"] in FINAL_STATUSES for st in states):
-            self.progress.advance(len(part) * epochs, f"{label} (recorded)")
-            return
-        r0 = part[0][0]
-        splits = self.plan.data(r0)
-        pop, why = self._make_population(part, splits)
-        if pop is None:
-            note = f"{len({r.key for r, _ in part})} configuration(s) of population {pkey} train one by one with the Trainer: {why}"
-            self.notes.append(note)
-            self.progress.note(note)
-            for r, s in part:
-                self._run_single(r, s, splits)
-            return
-        run_ids = [self.store.start_run(self.config_ids[r.key], s) for r, s in part]
-        for m, rid in zip(pop.members, run_ids):
-            m.run_id = rid
-        ck = self.store.load_checkpoint(pkey)
-        if ck is not None:
-            pop.load_bytes(ck[1])
-        self.progress.advance(pop.epoch * len(part), label)
-        last_ck = time.perf_counter()
-        while not pop.done:
-            rows = pop.run_epoch()
-            epoch = pop.epoch
-            store_rows = [(pop.members[i].run_id, epoch, _rows_for_store(row)) for i, row in rows.items()]
-            checkpoint = None
-            if pop.done or time.perf_counter() - last_ck >= self.checkpoint_seconds:
-                checkpoint = (pkey, epoch, pop.to_bytes())
-                last_ck = time.perf_counter()
-            self.store.commit_epoch(store_rows, checkpoint=checkpoint)
-            best = self._best_text(rows)
-            self.progress.advance(len(part), f"{label} epoch {epoch}/{epochs}{best}")
+    # -- what executors call (on the driver, the only process that writes the store) ------------
+    def splits(self, job: _Job):
+        """The data the job's population trains on."""
+        return self.plan.data(job.part[0][0])
+
+    def prepare(self, job: _Job) -> _Work | None:
+        """The work of one attempt at ``job``, from the store as it is now; None if all recorded."""
+        states = self._run_states(job.part)
+        recorded = [st is not None and st["status"] in _RECORDED for st in states]
+        if all(recorded):
+            self._progress_to(job, range(len(job.part)), job.epochs, f"{job.label} (recorded)")
+            return None
+        run_checkpoints = {}
+        for i, st in enumerate(states):
+            if st is not None and not recorded[i]:
+                ck = self.store.load_checkpoint(f"run/{st['id']}")
+                if ck is not None:
+                    run_checkpoints[i] = ck
+        return _Work(
+            pkey=job.pkey,
+            plan=self.plan,
+            part=job.part,
+            checkpoint=self.store.load_checkpoint(job.pkey),
+            run_checkpoints=run_checkpoints,
+            recorded=frozenset(i for i, done in enumerate(recorded) if done),
+            checkpoint_seconds=self.checkpoint_seconds,
+        )
+
+    def apply(self, job: _Job, event: dict[str, Any]) -> None:
+        """Record one event of ``job``'s training (see :func:`_train_job`) in the store."""
+        kind, part, epochs = event["kind"], job.part, job.epochs
+        if kind == "note":
+            self.note(event["text"])
+        elif kind == "recorded":
+            i = event["member"]
+            self._progress_to(job, [i], epochs, f"{part[i][0].key} seed {part[i][1]} (recorded)")
+        elif kind == "start":
+            for i in event["members"]:
+                r, s = part[i]
+                job.run_ids[i] = self.store.start_run(self.config_ids[r.key], s)
+            self._progress_to(job, event["members"], event["epoch"], job.label)
+        elif kind == "epoch":
+            epoch, rows, blob = event["epoch"], event["rows"], event["checkpoint"]
+            store_rows = [(job.run_ids[i], epoch, _rows_for_store(row)) for i, row in rows.items()]
+            if event["single"]:
+                (i,) = rows
+                r, s = part[i]
+                ckey = f"run/{job.run_ids[i]}"
+                info = {"population": ckey, "epoch": epoch, "members": 1, "rows": {0: rows[i]}}
+                members, text = [i], f"{r.key} seed {s} epoch {epoch}/{epochs}"
+            else:
+                ckey = job.pkey
+                info = {"population": ckey, "epoch": epoch, "members": len(part), "rows": rows}
+                members, text = range(len(part)), f"{job.label} epoch {epoch}/{epochs}{self._best_text(rows)}"
+            self.store.commit_epoch(store_rows, checkpoint=None if blob is None else (ckey, epoch, blob))
+            self._progress_to(job, members, epoch, text)
             if self.on_epoch is not None:
-                self.on_epoch({"population": pkey, "epoch": epoch, "members": len(part), "rows": rows})
-        if pop.epoch < epochs:
-            self.progress.advance(len(part) * (epochs - pop.epoch), label)
+                self.on_epoch({**info, "worker": event["worker"]})
+        elif kind == "weights":
+            # The final weights of a run trained alone, for the test evaluation of selected configurations.
+            i = event["member"]
+            self.store.commit_epoch([], checkpoint=(f"final/{job.run_ids[i]}", event["epoch"], event["blob"]))
+        elif kind == "finish":
+            items = event["items"]
+            self.store.finish_runs([(job.run_ids[i], status, res, cost) for i, status, res, cost in items])
+            text = part[items[0][0]][0].key if event["single"] else job.label
+            self._progress_to(job, [i for i, *_ in items], epochs, text)
+        else:  # pragma: no cover - a bug, not a user error
+            raise ValueError(f"unknown training event {kind!r}")
+
+    def fail(self, job: _Job, message: str) -> None:
+        """Mark the unfinished runs of ``job`` failed (an executor gave up on it); a resume retries them."""
         items = []
-        for i, m in enumerate(pop.members):
-            items.append((m.run_id, pop.status[i], pop.result(i), pop.cost(i)))
-        self.store.finish_runs(items)
+        for i, ((r, s), st) in enumerate(zip(job.part, self._run_states(job.part))):
+            if st is not None and st["status"] in _RECORDED:
+                continue
+            run_id = st["id"] if st is not None else self.store.start_run(self.config_ids[r.key], s)
+            items.append((run_id, "failed", {"error": message}, {}))
+        if items:
+            self.store.finish_runs(items)
+        self.note(f"{len(items)} run(s) of population {job.pkey} failed: {message}; --resume retries them")
+        self._progress_to(job, range(len(job.part)), job.epochs, f"{job.label} (failed)")
+
+    def note(self, text: str) -> None:
+        """A message about how the sweep ran: kept in the result and shown under the progress bar."""
+        self.notes.append(text)
+        self.progress.note(text)
+
+    def _progress_to(self, job: _Job, members, epoch: int, text: str) -> None:
+        """Move the bar to ``epoch`` for ``members``; epochs replayed after a failure count once."""
+        n = 0
+        for i in members:
+            if epoch > job.shown[i]:
+                n += epoch - job.shown[i]
+                job.shown[i] = epoch
+        self.progress.advance(n, text)
 
     def _best_text(self, rows: dict[int, dict[str, Any]]) -> str:
         values = [row.get(self.metric) for row in rows.values()]
@@ -969,114 +1307,6 @@ class _Engine:
             return ""
         best = max(values) if self.maximize else min(values)
         return f"  best {self.metric} {best:.4f}"
-
-    def _members(self, part) -> list[Member]:
-        return [Member(r.key, r.params, s, r.train, r.rates) for r, s in part]
-
-    def _make_population(self, part, splits) -> tuple[Population | None, str]:
-        r0 = part[0][0]
-        if not self.plan.population:
-            return None, "population training is off (population=False)"
-        members = self._members(part)
-        data = (splits.x_train, splits.y_train, splits.x_val, splits.y_val)
-        device = r0.train.resolve_device()
-        try:
-            net = self.plan.make_net(r0, members, splits)
-            pop = Population(net, members, data, splits.task, device=device)
-            if r0.net == "module":
-                self._probe(pop)
-            return pop, ""
-        except Unstackable as exc:
-            return None, str(exc)
-        except (ConfigError, DataError):
-            raise
-        except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            return None, f"torch.func cannot vectorize this model ({type(exc).__name__}: {first[:160]})"
-
-    @staticmethod
-    def _probe(pop: Population) -> None:
-        """One vmapped step on two examples (on copies), so that failures surface now."""
-        P = {n: t.clone() for n, t in pop.params.items()}
-        B = {n: t.clone() for n, t in pop.buffers.items()}
-        idx = torch.arange(min(2, pop.n), device=pop.device).expand(pop.k, -1)
-        with torch.random.fork_rng(devices=[]):
-            pop.net.train_step(P, B, pop.x[idx], pop.y[idx], None, pop.task)
-            pop.net.predict(P, B, pop.xv[:2])
-
-    # -- one-by-one fallback -------------------------------------------------------------------
-    def _run_single(self, r: _Resolved, seed: int, splits) -> None:
-        from droplab.train import Callback, Trainer
-
-        cid = self.config_ids[r.key]
-        st = self.store.run_state(cid, seed)
-        epochs = r.train.epochs
-        if st is not None and st["status"] in FINAL_STATUSES:
-            self.progress.advance(epochs, f"{r.key} seed {seed} (recorded)")
-            return
-        run_id = self.store.start_run(cid, seed)
-        ckey = f"run/{run_id}"
-        member = Member(r.key, r.params, seed, r.train, r.rates)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = self.plan.builder(r, splits)(member)
-        cfg = r.train.replace(seed=seed, checkpoint_dir=None)
-        engine = self
-
-        class _Commit(Callback):
-            def __init__(self) -> None:
-                self.last = time.perf_counter()
-
-            def on_epoch_end(self, trainer, *, epoch, logs, **kwargs):
-                checkpoint = None
-                done = epoch >= cfg.epochs or trainer.should_stop
-                if done or time.perf_counter() - self.last >= engine.checkpoint_seconds:
-                    checkpoint = (ckey, epoch, _trainer_blob(trainer))
-                    self.last = time.perf_counter()
-                engine.store.commit_epoch([(run_id, epoch, _rows_for_store(logs))], checkpoint=checkpoint)
-                engine.progress.advance(1, f"{r.key} seed {seed} epoch {epoch}/{epochs}")
-                if engine.on_epoch is not None:
-                    engine.on_epoch({"population": ckey, "epoch": epoch, "members": 1, "rows": {0: logs}})
-
-        trainer = Trainer(model, cfg, [_Commit()])
-        ck = self.store.load_checkpoint(ckey)
-        with tempfile.TemporaryDirectory(prefix="droplab-run-") as tmp:
-            resume = None
-            if ck is not None:
-                resume = os.path.join(tmp, "resume.pt")
-                with open(resume, "wb") as fh:
-                    fh.write(ck[1])
-            result = trainer.fit(
-                (splits.x_train, splits.y_train), val=(splits.x_val, splits.y_val), task=splits.task, resume=resume
-            )
-        if result.stop_reason == "interrupted":
-            raise KeyboardInterrupt
-        status = _STATUS.get(result.stop_reason, result.stop_reason)
-        metric = "acc" if splits.task == "classification" else "rmse"
-        res = {
-            "best_epoch": result.best_epoch,
-            "weights_epoch": result.best_epoch if result.restored else result.epochs_run,
-            "epochs_run": result.epochs_run,
-            "stop_reason": status,
-            "restored": result.restored,
-        }
-        for split in ("train", "val"):
-            values = getattr(result, split) or {}
-            prefix = "train_eval" if split == "train" else "val"
-            for k in ("loss", metric):
-                if k in values:
-                    res[f"{prefix}_{k}"] = values[k]
-        cost = {
-            "seconds": sum(row["seconds"] for row in result.history),
-            "peak_mem_mb": max((row.get("peak_mem_mb", 0.0) for row in result.history), default=0.0),
-            "population_size": 1,
-            "population_seconds": result.seconds,
-        }
-        # The final weights, for the test evaluation of selected configurations.
-        self.store.commit_epoch([], checkpoint=(f"final/{run_id}", result.epochs_run, _state_blob(model.state_dict())))
-        self.store.finish_runs([(run_id, status, res, cost)])
-        if result.epochs_run < epochs:
-            self.progress.advance(epochs - result.epochs_run, r.key)
 
     # -- summary ---------------------------------------------------------------------------------
     def _values(self, key: str) -> dict[int, float]:
@@ -1191,7 +1421,7 @@ class _Engine:
             x_test, y_test = getattr(splits, "x_test", None), getattr(splits, "y_test", None)
             if x_test is None or y_test is None or len(x_test) == 0:
                 continue
-            runs = {run["seed"]: run for run in by.get(self.config_ids[key], [])}
+            runs = {run["seed"]: run for run in by.get(self.config_ids[key], []) if run["status"] in _RECORDED}
             values: dict[int, float] = {}
             losses: dict[int, float] = {}
             for seed, ev in self._test_runs(r, runs, splits).items():
@@ -1250,7 +1480,7 @@ class _Engine:
             ck = self.store.load_checkpoint(pkey)
             pop = None
             if ck is not None:
-                pop, _ = self._make_population(self.parts[pkey], splits)
+                pop, _ = _make_population(self.plan, self.parts[pkey], splits)
                 if pop is not None:
                     pop.load_bytes(ck[1])
             cache.clear()  # keep one population in memory at a time
