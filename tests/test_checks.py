@@ -52,3 +52,11 @@ def test_bool_rejects_non_bools(bad):
     with pytest.raises(ConfigError, match=rf"^flag must be true or false, got {bad!r}$"):
         c.check_bool("flag", bad)
     assert c.check_bool("flag", True) is True and c.check_bool("flag", False) is False
+
+
+def test_ints_accept_numpy_integers():
+    np = pytest.importorskip("numpy")
+    assert c.check_positive_int("n", np.int64(3)) == 3
+    assert type(c.check_nonneg_int("n", np.int32(0))) is int
+    with pytest.raises(ConfigError):
+        c.check_positive_int("n", np.float64(3.0))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import numbers
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -41,16 +42,21 @@ def check_probability(name: str, value: Any, *, allow_one: bool = False) -> floa
     return float(value)
 
 
+def _is_int(value: Any) -> bool:
+    # numbers.Integral admits numpy's integer scalars (shapes and counts often come from numpy).
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def check_positive_int(name: str, value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+    if not _is_int(value) or value < 1:
         raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    return value
+    return int(value)
 
 
 def check_nonneg_int(name: str, value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+    if not _is_int(value) or value < 0:
         raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
-    return value
+    return int(value)
 
 
 def check_positive_float(name: str, value: Any) -> float:
