@@ -28,7 +28,7 @@ if ! "$VPY" -c "import torch" 2>/dev/null; then
     }
 fi
 # Pin whatever torch is installed so resolving droplab's dependencies never swaps it for another build.
-tv=$("$VPY" -c "import torch; print(torch.__version__)")
+tv=$("$VPY" -c "import importlib.metadata as m; print(m.version('torch'))")
 cons="$VENV/droplab-constraints.txt"
 echo "torch==$tv" > "$cons"
 target="."
