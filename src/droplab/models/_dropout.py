@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from droplab.errors import DataError
+from droplab.errors import ConfigError, DataError
 from droplab.models.spec import DropoutSpec, ModelSpec
 
 __all__: list[str] = []  # private module; the public names live in droplab.models
@@ -125,6 +125,15 @@ class SpecModel(nn.Module):
         self._placements: list[tuple[str, nn.Module]] = []
         # (ConcreteDropout, the module consuming its output, features per example entering it)
         self._concrete: list[tuple[nn.Module, nn.Module, int]] = []
+
+    def _sequence_shape(self) -> tuple[int, ...]:
+        """The per-example shape of a sequence model: ``(L,)`` or ``(L, F)``; ``(L,)`` for tokens."""
+        shape = self.input_shape
+        if self.spec.vocab_size is not None and len(shape) != 1:
+            raise ConfigError(f"token input_shape must be (L,), got {shape}")
+        if len(shape) not in (1, 2):
+            raise ConfigError(f"{self.spec.kind} input_shape must be (L,) or (L, F), got {shape}")
+        return shape
 
     def _place(self, label: str, module: nn.Module) -> nn.Module:
         self._placements.append((label, module))

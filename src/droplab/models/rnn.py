@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from droplab.errors import ConfigError
 from droplab.models._dropout import SpecModel, wrap_weights
 from droplab.models.spec import ModelSpec, _readout
 
@@ -60,11 +59,7 @@ class RNN(SpecModel):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(spec, input_shape, n_outputs)
-        shape = self.input_shape
-        if spec.vocab_size is not None and len(shape) != 1:
-            raise ConfigError(f"token input_shape must be (L,), got {shape}")
-        if len(shape) not in (1, 2):
-            raise ConfigError(f"{spec.kind} input_shape must be (L,) or (L, F), got {shape}")
+        shape = self._sequence_shape()
         drop = spec.dropout
 
         self.embedding = None

@@ -140,11 +140,7 @@ class Transformer(SpecModel):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(spec, input_shape, n_outputs)
-        shape = self.input_shape
-        if spec.vocab_size is not None and len(shape) != 1:
-            raise ConfigError(f"token input_shape must be (L,), got {shape}")
-        if len(shape) not in (1, 2):
-            raise ConfigError(f"transformer input_shape must be (L,) or (L, F), got {shape}")
+        shape = self._sequence_shape()
         d_model = spec.hidden[0]
         drop = spec.dropout
         self.max_len = shape[0]
