@@ -145,8 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     gmm = matmul_gflops()
     print(f"matmul 1024x1024 (same run): {gmm:.1f} GFLOP/s")
     # One-time costs out of the timings: the first torch.optim optimizer imports torch._dynamo
-    # (seconds), whichever method builds one first would pay it.
+    # (seconds), whichever method builds one first would pay it; droplab's selection imports
+    # scipy.stats for its t quantiles (about a second), which the plain loop never needs.
     torch.optim.Adam(nn.Linear(2, 2).parameters(), fused=True)
+    import scipy.stats  # noqa: F401
 
     spec = ModelSpec(hidden=HIDDEN, dropout={"hidden": 0.0})
     train = TrainConfig(epochs=epochs, batch_size=batch, lr=lr)
