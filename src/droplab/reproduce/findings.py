@@ -497,10 +497,8 @@ def _measure_mc_vs_weight_scaling(ctx: Context) -> _Outcome:
     mc: dict[int, dict[int, float]] = {t: {} for t in ts}
     ws: dict[int, float] = {}
     for j, s in enumerate(ctx.seeds):
-        # batch_size 500: 500 x 128 activations stay below droplab's compiled-dropout threshold,
-        # whose one-time compilation would cost more than this whole finding.
         rows = compare(res.model("dropout", s), splits.x_test, splits.y_test, T_values=ts,
-                       seeds=(1000 + s,), batch_size=500)
+                       seeds=(1000 + s,))
         for r in rows:
             mc[r["T"]][s] = 100 * (1 - r["acc"])
             diffs[r["T"]][s] = 100 * (1 - r["acc"]) - 100 * (1 - r["ws_acc"])
