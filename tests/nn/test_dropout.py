@@ -1,4 +1,4 @@
-"""Unit-wise dropout: droplab.functional.dropout and droplab.nn.dropout.
+"""Unit-wise dropout: droplab.functional.unit and droplab.nn.dropout.
 
 Statistical checks are seeded and run over several seeds. Binomial checks use scipy's exact
 test at alpha = 1e-4: a correct implementation fails one given seed with probability 1e-4, so

@@ -1,7 +1,7 @@
 """Pure tensor functions for the dropout family; :mod:`droplab.nn` wraps each in a module."""
 
-# --- unit and recurrent dropout (functional/dropout.py, functional/recurrent.py) ---
-from droplab.functional.dropout import (
+# --- unit and recurrent dropout (functional/unit.py, functional/recurrent.py) ---
+from droplab.functional.unit import (
     alpha_dropout,
     drop_path,
     dropout,

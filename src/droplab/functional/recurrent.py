@@ -1,6 +1,6 @@
 """Dropout for sequence models: one mask per sequence (locked) and per word type (embedding).
 
-Masks are drawn as in :mod:`droplab.functional.dropout` (``drop = u < p``, float32 uniforms), so
+Masks are drawn as in :mod:`droplab.functional.unit` (``drop = u < p``, float32 uniforms), so
 they nest across rates for one generator state. :class:`droplab.nn.WeightDrop`, the third piece
 of Merity et al.'s AWD-LSTM recipe, lives in :mod:`droplab.nn.recurrent` because it wraps a module.
 """
@@ -12,7 +12,7 @@ from torch import Tensor
 
 from droplab._checks import check_probability, check_rank
 from droplab.errors import ConfigError
-from droplab.functional.dropout import _keep_mask, _scaled_mask, _uniform
+from droplab.functional.unit import _keep_mask, _scaled_mask, _uniform
 
 __all__ = ["locked_dropout", "embedding_dropout"]
 

@@ -8,8 +8,7 @@ import torch
 from torch import Tensor
 
 from droplab._checks import check_choice
-# Names imported from the submodule: ``droplab.functional.dropout`` is also the function's name.
-from droplab.functional.dropout import (
+from droplab.functional.unit import (
     _MODES,
     _check_shared_axes,
     alpha_dropout,

@@ -14,7 +14,7 @@ from torch.func import functional_call
 
 from droplab._checks import check_choice, did_you_mean
 from droplab.errors import ConfigError
-from droplab.functional.dropout import _MODES, dropout
+from droplab.functional.unit import _MODES, dropout
 from droplab.functional.recurrent import embedding_dropout, locked_dropout
 from droplab.nn._base import StochasticLayer
 
