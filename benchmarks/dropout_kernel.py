@@ -12,10 +12,14 @@ method that stores one is charged for it only through its time. Timings are the 
 ``--repeats`` runs after warm-up (compilation included in warm-up, not in the timings), taken
 round-robin across methods so that all of them see the same machine load.
 
-Every out-of-place op pays for its fresh output's page faults, which at this size can cost as
-much as the kernel itself; the "clone" row shows that floor. torch's allocator can back large
-tensors with transparent huge pages: ``THP_MEM_ALLOC_ENABLE=1`` in the environment (the header
-line says whether it is set) removes most of that cost for every method alike.
+Every out-of-place op pays for its fresh output's page faults: with glibc's malloc every
+allocation above 32 MiB is a fresh mapping, faulted in 4 KiB at a time, which at this size costs
+more than the kernel itself; the "clone" row shows that floor. droplab writes such large outputs
+(forward, and the gradient in backward) into its own mappings advised for transparent huge pages
+(``_fresh_output`` in ``droplab/functional/_counter.py``), so it can run above the clone row.
+torch's allocator can do the same for every tensor: ``THP_MEM_ALLOC_ENABLE=1`` in the environment
+(the header line says whether it is set); it helps torch's F.dropout little, since that is bound
+by its random number generation, and it slows the medium-sized allocations of a training loop.
 
     python benchmarks/dropout_kernel.py [--numel 16777216] [--p 0.5] [--repeats 7]
                                         [--threads N] [--eager]

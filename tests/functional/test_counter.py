@@ -222,6 +222,46 @@ def test_nothing_saved_for_backward():
     assert _saved_bytes(lambda t: F.dropout(t, 0.5), x) >= 4096  # torch keeps a mask
 
 
+def _huge_path(y: torch.Tensor) -> bool:
+    """True when ``y`` lives in a mapping made by _fresh_output (a frombuffer storage)."""
+    return not y.untyped_storage().resizable()
+
+
+@pytest.mark.skipif(not _counter._huge_pages_available(), reason="no transparent huge pages here")
+@pytest.mark.parametrize("p", [0.25, 0.7])
+def test_large_outputs_in_huge_page_mappings_equal_stored_mask_reference(monkeypatch, p):
+    monkeypatch.setattr(_counter, "_HUGE_MIN_BYTES", 4096)  # the real 32 MiB, scaled down
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(8, 1000, generator=gen, requires_grad=True)
+    g = torch.randn(8, 1000, generator=gen)
+    y = counter_dropout(x, p, 41)
+    (grad,) = torch.autograd.grad(y, x, g)
+    assert _huge_path(y) and _huge_path(grad)
+    keep = (counter_uniform(x.shape, 41).double() >= p).float()
+    scale = torch.tensor(1 / (1 - p), dtype=torch.float32)
+    assert torch.equal(y, x.detach() * keep * scale)
+    assert torch.equal(grad, g * keep * scale)
+    assert not _huge_path(counter_dropout(torch.ones(1000), p, 41))  # 4000 bytes: below it
+    # the tensor behaves as usual for in-place ops and views
+    z = y.detach().clone()
+    assert torch.equal(y.detach().mul_(2).view(-1)[:10], 2 * z.view(-1)[:10])
+
+
+def test_fresh_output_falls_back_to_plain_memory(monkeypatch):
+    monkeypatch.setattr(_counter, "_HUGE_MIN_BYTES", 4096)
+    monkeypatch.setattr(_counter, "_huge_pages_available", lambda: False)
+    assert not _huge_path(counter_dropout(torch.ones(4, 1000), 0.5, 1))
+    monkeypatch.setattr(_counter, "_huge_pages_available", lambda: True)
+
+    def refuse(*args, **kwargs):
+        raise OSError("madvise refused")
+
+    monkeypatch.setattr(_counter.mmap, "mmap", refuse)
+    y = counter_dropout(torch.ones(4, 1000), 0.5, 1)
+    assert not _huge_path(y)
+    assert torch.equal(y == 0, counter_uniform((4, 1000), 1) < 0.5)
+
+
 # ------------------------------------------------------------------------------ population
 
 
@@ -344,6 +384,8 @@ def test_compiled_equals_eager_bitwise_for_any_thread_count(monkeypatch):
     eager_u = counter_uniform(1001, 5, offset=2**31 + 7)
     monkeypatch.delenv("DROPLAB_NO_COMPILE")
     monkeypatch.setattr(_counter, "_compile_failed", False)
+    # outputs above 4 KiB go to their own huge-page mappings, the 1003-element one does not
+    monkeypatch.setattr(_counter, "_HUGE_MIN_BYTES", 4096)
     before = torch.get_num_threads()
     try:
         for threads in (2, 1):

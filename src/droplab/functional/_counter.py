@@ -24,13 +24,19 @@ falls back to eager torch ops if compilation is unavailable or fails; both give 
 results. Set the environment variable ``DROPLAB_NO_COMPILE=1`` to force the eager path (the
 first compilation in a process takes tens of seconds; eager is slower per call than
 ``torch.nn.functional.dropout`` on large tensors).
+
+Outputs of 32 MiB and more (on Linux CPU) are written into their own anonymous mapping advised
+for transparent huge pages instead of memory from malloc, which would fault in every 4 KiB page
+of a fresh output: see ``_fresh_output``.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import mmap
 import os
+import sys
 import types
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -86,10 +92,11 @@ def _uniform_kernel(m: int, prm: Tensor) -> Tensor:
     return _bits24(m, prm).to(torch.float32) * (2.0**-_U_BITS)
 
 
-def _dropout_kernel(x: Tensor, prm: Tensor, scale: Tensor) -> Tensor:
+def _dropout_kernel(x: Tensor, prm: Tensor, scale: Tensor, out: Tensor) -> Tensor:
     # ``prm[:, 3]`` is the row's threshold. x * 0 (not a select) keeps NaN/inf propagating
-    # exactly as in torch's dropout.
-    return x * torch.where(_bits24(x.shape[1], prm) < prm[:, 3:4], 0.0, scale)
+    # exactly as in torch's dropout. Written into ``out`` (compiled: stored there directly, no
+    # temporary) so that the caller chooses the output's memory (see _fresh_output).
+    return out.copy_(x * torch.where(_bits24(x.shape[1], prm) < prm[:, 3:4], 0.0, scale))
 
 
 # --------------------------------------------------------------------------------------------
@@ -150,6 +157,50 @@ def _run(name: str, numel: int, rows: int, *args: Any) -> Tensor:
     except Exception:  # no compiler, no C++ toolchain, unsupported device: use eager for good
         _compile_failed = True
         return eager(*args)
+
+
+# --------------------------------------------------------------------------------------------
+# Output memory.
+# --------------------------------------------------------------------------------------------
+
+# glibc's malloc serves requests above its largest mmap threshold (32 MiB on 64-bit) with fresh
+# mmap()ed pages, every time, so a large out-of-place output pays a page fault per 4 KiB page:
+# at 16M float32 elements that costs more than the dropout kernel itself (a 64 MiB torch.empty
+# plus copy took 33.6 ms, the same copy into memory mapped with MADV_HUGEPAGE 8.6 ms). Below the
+# threshold malloc reuses freed memory and huge pages would only add cost (measured slower).
+_HUGE_MIN_BYTES = 32 << 20
+
+
+@functools.lru_cache(maxsize=1)
+def _huge_pages_available() -> bool:
+    """Linux with transparent huge pages not switched off, and Python exposing MADV_HUGEPAGE."""
+    if not sys.platform.startswith("linux") or not hasattr(mmap, "MADV_HUGEPAGE"):
+        return False
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            return "[never]" not in f.read()
+    except OSError:
+        return False
+
+
+def _fresh_output(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
+    """An uninitialised contiguous tensor for a kernel's output.
+
+    Large CPU outputs live in their own anonymous mapping advised for transparent huge pages,
+    faulted in 2 MiB at a time; the mapping is unmapped when the tensor is freed. Such a tensor's
+    storage cannot grow (``resize_`` to a larger size raises), like any ``torch.frombuffer``
+    tensor; everything else behaves as usual.
+    """
+    numel = math.prod(shape)
+    nbytes = numel * torch.empty((), dtype=dtype).element_size()
+    if device.type != "cpu" or nbytes < _HUGE_MIN_BYTES or not _huge_pages_available():
+        return torch.empty(shape, dtype=dtype, device=device)
+    try:
+        buf = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        buf.madvise(mmap.MADV_HUGEPAGE)
+    except (OSError, ValueError):  # e.g. a seccomp sandbox refusing madvise: plain memory
+        return torch.empty(shape, dtype=dtype, device=device)
+    return torch.frombuffer(buf, dtype=dtype, count=numel).view(shape)
 
 
 # --------------------------------------------------------------------------------------------
@@ -284,7 +335,8 @@ def _launch(name: str, plan: _Plan, m: int, x: Tensor | None, device: Any) -> Te
         if x is None:
             return _run(name, (r1 - r0) * (b - a), r1 - r0, b - a, prm)
         scale = _scale_column(plan.scales[r0:r1], x.dtype, device)
-        return _run(name, (r1 - r0) * (b - a), r1 - r0, x[r0:r1, a:b], prm, scale)
+        out = _fresh_output((r1 - r0, b - a), x.dtype, x.device)
+        return _run(name, (r1 - r0) * (b - a), r1 - r0, x[r0:r1, a:b], prm, scale, out)
 
     if m == 0:
         empty = torch.empty((rows, 0), dtype=torch.float32, device=device)

@@ -325,6 +325,7 @@ class MLPNet(_Net):
         if u is None or not self.active:
             return {}
         # keep = u >= p exactly: sign(u - p) is -1, 0 or 1 and u - p == 0 only when u == p.
+        # (Measured: faster than torch.where or a bool-times-scale product with broadcasting.)
         m = (u - self.p_cols).sign_().add_(1.0).clamp_(max=1.0).mul_(self.s_cols)
         return {i: m[:, :, a:b] for i, (a, b) in self.columns.items() if i in self.active}
 
@@ -383,9 +384,11 @@ class MLPNet(_Net):
             z = z * self.eval_scale[0]
         h = z.add_(P["b0"])
         for i in range(1, self.depth):
-            h = act(h)
+            # h is this function's own buffer: work in place (a fresh (K, N, width) tensor per
+            # op costs its page faults, as much as the op itself at evaluation sizes).
+            h = h.relu_() if self.activation == "relu" else act(h)
             if i in self.eval_scale:
-                h = h * self.eval_scale[i]
+                h = h.mul_(self.eval_scale[i])
             h = torch.baddbmm(P[f"b{i}"], h, P[f"W{i}"])
         return h
 
