@@ -396,3 +396,22 @@ def test_compiled_equals_eager_bitwise_for_any_thread_count(monkeypatch):
     finally:
         torch.set_num_threads(before)
     assert counter_backend() == "compiled"  # it compiled rather than silently falling back
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # dynamo notes the lru_cache it traces through
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_inside_a_users_compiled_function_equals_eager(monkeypatch):
+    """torch.compile over user code that calls counter_dropout: traced, no huge-page mapping."""
+    monkeypatch.setattr(_counter, "_HUGE_MIN_BYTES", 4096)
+    torch._dynamo.reset()
+
+    def f(x):
+        return counter_dropout(x * 2, 0.3, 11)
+
+    x = torch.randn(4, 3000, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    g = torch.randn(4, 3000, generator=torch.Generator().manual_seed(2))
+    ref = f(x)
+    (ref_grad,) = torch.autograd.grad(ref, x, g)
+    out = torch.compile(f)(x)
+    (grad,) = torch.autograd.grad(out, x, g)
+    assert torch.equal(out, ref) and torch.equal(grad, ref_grad)

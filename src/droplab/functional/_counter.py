@@ -193,7 +193,12 @@ def _fresh_output(shape: tuple[int, ...], dtype: torch.dtype, device: torch.devi
     """
     numel = math.prod(shape)
     nbytes = numel * torch.empty((), dtype=dtype).element_size()
-    if device.type != "cpu" or nbytes < _HUGE_MIN_BYTES or not _huge_pages_available():
+    if (
+        device.type != "cpu"
+        or nbytes < _HUGE_MIN_BYTES
+        or torch.compiler.is_compiling()  # inside a user's compiled graph, which plans memory
+        or not _huge_pages_available()
+    ):
         return torch.empty(shape, dtype=dtype, device=device)
     try:
         buf = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
