@@ -9,8 +9,17 @@ import torch
 from scipy.stats import binomtest
 from torch import nn
 
+from droplab.errors import ConfigError
 from droplab.models import ModelSpec
-from droplab.sweep.population import Member, MLPNet, ModuleNet, Population, Unstackable, module_signature
+from droplab.sweep.population import (
+    Member,
+    MLPNet,
+    ModuleNet,
+    Population,
+    Unstackable,
+    make_population,
+    module_signature,
+)
 from droplab.train import Trainer, TrainConfig
 
 
@@ -237,6 +246,34 @@ def test_modules_of_different_structure_are_unstackable():
     with pytest.raises(Unstackable, match="different structure"):
         ModuleNet(lambda m: _Net(bn=m.key == "a"), members)
     assert module_signature(_Net()) == module_signature(_Net())
+
+
+class _ItemBranch(nn.Module):
+    """torch.func cannot vectorize a Python branch on a tensor's value."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(12, 3)
+
+    def forward(self, x):
+        return self.lin(x) * 2 if x.sum().item() > 1e9 else self.lin(x)
+
+
+def test_make_population_says_why_members_train_one_by_one():
+    train = TrainConfig(epochs=1)
+    members = [Member("a", {}, 0, train), Member("b", {}, 1, train)]
+    data = _data()
+    pop, why = make_population(lambda: ModuleNet(lambda m: _Net(), members), members, data, "classification")
+    assert isinstance(pop, Population) and why == ""
+    pop, why = make_population(lambda: ModuleNet(lambda m: _ItemBranch(), members), members, data, "classification")
+    assert pop is None and "cannot vectorize" in why
+    pop, why = make_population(
+        lambda: ModuleNet(lambda m: _Net(bn=m.key == "a"), members), members, data, "classification"
+    )
+    assert pop is None and "different structure" in why
+    mlp = [Member("a", {}, 0, train, rates=(0.0,) * 3), Member("b", {}, 0, train.replace(epochs=2), rates=(0.0,) * 3)]
+    with pytest.raises(ConfigError, match="differs from the population"):  # the user's to fix
+        make_population(lambda: MLPNet(SPEC, (12,), 3, mlp), mlp, data, "classification")
 
 
 def test_mlp_net_refuses_specs_it_cannot_run():

@@ -193,14 +193,8 @@ def train_group(
         on_epoch: population engines only: called after every epoch with the population and
             its rows (e.g. to record per-epoch test curves).
     """
-    from droplab.sweep.population import (
-        Member,
-        MLPNet,
-        ModuleNet,
-        Population,
-        Unstackable,
-        mlp_fast_path,
-    )
+    from droplab.sweep import Member, MLPNet, ModuleNet, make_population
+    from droplab.sweep.population import mlp_fast_path
 
     t0 = time.perf_counter()
     seeds = list(ctx.seeds)
@@ -213,18 +207,23 @@ def train_group(
         members = [
             Member(a.key, {}, s, a.train.replace(seed=s), a.rates) for a in arms for s in seeds
         ]
-        try:
-            if mlp_fast_path(spec) is None and all(a.rates is not None for a in arms):
-                net = MLPNet(spec, splits.input_shape, splits.n_outputs, members)
-                kind = "mlp"
-            else:
-                net = ModuleNet(
+        if mlp_fast_path(spec) is None and all(a.rates is not None for a in arms):
+            kind = "mlp"
+
+            def make_net():
+                return MLPNet(spec, splits.input_shape, splits.n_outputs, members)
+
+        else:
+            kind = "module"
+
+            def make_net():
+                return ModuleNet(
                     lambda m: build_model(spec, splits.input_shape, splits.n_outputs), members
                 )
-                kind = "module"
-            pop = Population(net, members, (x, y, xv, yv), splits.task)
-        except Unstackable:
-            pop, kind = None, "trainer"
+
+        pop, _ = make_population(make_net, members, (x, y, xv, yv), splits.task)
+        if pop is None:
+            kind = "trainer"
 
     test: dict[str, dict[int, dict[str, float]]] = {a.key: {} for a in arms}
     history: dict[tuple[str, int], list[dict[str, Any]]] = {}

@@ -21,7 +21,7 @@ or with your own model::
 
 from droplab.sweep.config import SweepConfig
 from droplab.sweep.engine import MEMBER_FIELDS, LocalExecutor, SweepResult, run_sweep
-from droplab.sweep.population import Member, MLPNet, ModuleNet, Population, Unstackable
+from droplab.sweep.population import Member, MLPNet, ModuleNet, Population, Unstackable, make_population
 from droplab.sweep.space import (
     SAMPLERS,
     GridSpace,
@@ -54,6 +54,7 @@ __all__ = [
     "make_space",
     "config_key",
     "Population",
+    "make_population",
     "Member",
     "MLPNet",
     "ModuleNet",

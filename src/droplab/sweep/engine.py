@@ -64,7 +64,7 @@ from droplab.sweep.population import (
     MLPNet,
     ModuleNet,
     Population,
-    Unstackable,
+    make_population,
     mlp_fast_path,
     mlp_positions,
 )
@@ -687,30 +687,10 @@ def _make_population(plan, part, splits) -> tuple[Population | None, str]:
         return None, "population training is off (population=False)"
     members = _members(part)
     data = (splits.x_train, splits.y_train, splits.x_val, splits.y_val)
-    device = r0.train.resolve_device()
-    try:
-        net = plan.make_net(r0, members, splits)
-        pop = Population(net, members, data, splits.task, device=device)
-        if r0.net == "module":
-            _probe(pop)
-        return pop, ""
-    except Unstackable as exc:
-        return None, str(exc)
-    except (ConfigError, DataError):
-        raise
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return None, f"torch.func cannot vectorize this model ({type(exc).__name__}: {first[:160]})"
-
-
-def _probe(pop: Population) -> None:
-    """One vmapped step on two examples (on copies), so that failures surface now."""
-    P = {n: t.clone() for n, t in pop.params.items()}
-    B = {n: t.clone() for n, t in pop.buffers.items()}
-    idx = torch.arange(min(2, pop.n), device=pop.device).expand(pop.k, -1)
-    with torch.random.fork_rng(devices=[]):
-        pop.net.train_step(P, B, pop.x[idx], pop.y[idx], None, pop.task)
-        pop.net.predict(P, B, pop.xv[:2])
+    return make_population(
+        lambda: plan.make_net(r0, members, splits), members, data, splits.task,
+        device=r0.train.resolve_device(),
+    )
 
 
 def _worker_info() -> dict[str, Any]:

@@ -67,7 +67,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from droplab.errors import ConfigError
+from droplab.errors import ConfigError, DataError
 from droplab.train.config import TrainConfig
 from droplab.train.optim import SCHEDULE_STEPS_PER_BATCH, build_scheduler
 
@@ -78,6 +78,7 @@ __all__ = [
     "Population",
     "Unstackable",
     "mlp_fast_path",
+    "make_population",
     "POPULATION_FORMAT",
 ]
 
@@ -998,3 +999,57 @@ def _clip_per_member(grads: dict[str, torch.Tensor], max_norm: float) -> None:
     coef = (max_norm / (sq.sqrt() + 1e-6)).clamp_(max=1.0)
     for g in grads.values():
         g.mul_(coef.view(-1, *([1] * (g.dim() - 1))))
+
+
+def make_population(
+    make_net: Callable[[], _Net],
+    members: Sequence[Member],
+    data: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    task: str,
+    *,
+    device: torch.device | str = "cpu",
+) -> tuple[Population | None, str]:
+    """The population of ``members``, or ``(None, reason)`` when they must train one by one.
+
+    The one place that decides whether a set of runs can be vectorized (used by the sweep
+    engine and the reproduction suite). A :class:`ModuleNet` population first takes one
+    training step and one prediction on two examples (on copies), so that a model torch.func
+    cannot vectorize is found before training, not in the middle of it.
+
+    Args:
+        make_net: builds the network (:class:`MLPNet` or :class:`ModuleNet`) of ``members``;
+            it may raise :class:`Unstackable`.
+        members, data, task, device: as for :class:`Population`.
+
+    Returns:
+        ``(population, "")``, or ``(None, reason)`` with a reason to show the user.
+
+    Raises:
+        ConfigError, DataError: bad configurations or data are the user's to fix, never a
+            reason to fall back.
+    """
+    try:
+        pop = Population(make_net(), members, data, task, device=device)
+        if isinstance(pop.net, ModuleNet):
+            _probe(pop)
+        return pop, ""
+    except Unstackable as exc:
+        return None, str(exc)
+    except (ConfigError, DataError):
+        raise
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return None, f"torch.func cannot vectorize this model ({type(exc).__name__}: {first[:160]})"
+
+
+def _probe(pop: Population) -> None:
+    """One vmapped step on two examples (on copies), so that failures surface now."""
+    P = {n: t.clone() for n, t in pop.params.items()}
+    B = {n: t.clone() for n, t in pop.buffers.items()}
+    idx = torch.arange(min(2, pop.n), device=pop.device).expand(pop.k, -1)
+    with torch.random.fork_rng(devices=[]):
+        pop.net.train_step(P, B, pop.x[idx], pop.y[idx], None, pop.task)
+        if len(pop.xv):
+            pop.net.predict(P, B, pop.xv[:2])
+        else:
+            pop.net.predict(P, B, pop.x[:2])
