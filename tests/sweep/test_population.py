@@ -206,6 +206,77 @@ def test_checkpoint_resume_is_bitwise_identical():
         ]
 
 
+def _rows_without_cost(pop):
+    drop = ("seconds", "peak_mem_mb")
+    return [[{k: v for k, v in r.items() if k not in drop} for r in h] for h in pop.history]
+
+
+def _stopping_members(optimizer, schedule):
+    """Members of two learning rates (two runs) of which some stop early and some do not."""
+    base = TrainConfig(
+        epochs=8, batch_size=16, lr=0.2 if optimizer == "sgd" else 0.05, optimizer=optimizer,
+        momentum=0.9 if optimizer == "sgd" else 0.0, lr_schedule=schedule,
+        early_stopping="patience", patience=1,
+    )
+    slow = base.replace(lr=base.lr / 10)
+    return _members([0.0, 0.5], [0, 1], base) + _members([0.3], [0, 1, 2], slow)
+
+
+@pytest.mark.parametrize("optimizer,schedule", [("adam", "cosine"), ("sgd", "step")])
+def test_stopped_members_leave_the_stack_without_changing_anyone(optimizer, schedule):
+    members = _stopping_members(optimizer, schedule)
+    data = _data()
+    kept = _train(Population(MLPNet(SPEC, (12,), 3, members), members, data, "classification", compact=False))
+    compact = _train(Population(MLPNet(SPEC, (12,), 3, members), members, data, "classification"))
+    stopped_early = [i for i, h in enumerate(kept.history) if len(h) < 8]
+    assert stopped_early and len(compact.rows) < len(members) == len(kept.rows)
+    assert compact.status == kept.status
+    # The same training, up to float rounding: kernels block a smaller stack differently.
+    for h1, h2 in zip(_rows_without_cost(compact), _rows_without_cost(kept)):
+        assert [r["epoch"] for r in h1] == [r["epoch"] for r in h2]
+        for r1, r2 in zip(h1, h2):
+            assert r1 == pytest.approx(r2, rel=1e-5)
+    for i in range(len(members)):
+        for k, v in kept.final_weights(i).items():
+            torch.testing.assert_close(compact.final_weights(i)[k], v, rtol=1e-4, atol=1e-6)
+    # Members that stopped before any compaction are bitwise unchanged.
+    for i in stopped_early[:1]:
+        assert _rows_without_cost(compact)[i] == _rows_without_cost(kept)[i]
+
+
+def test_resume_after_a_compaction_is_bitwise_identical():
+    members = _stopping_members("adam", "cosine")
+    data = _data()
+    full = _train(Population(MLPNet(SPEC, (12,), 3, members), members, data, "classification"))
+    part = Population(MLPNet(SPEC, (12,), 3, members), members, data, "classification")
+    while len(part.rows) == len(members):
+        part.run_epoch()
+    blob = part.to_bytes()
+    resumed = Population(MLPNet(SPEC, (12,), 3, members), members, data, "classification")
+    resumed.load_bytes(blob)
+    assert resumed.rows == part.rows
+    _train(resumed)
+    assert _rows_without_cost(resumed) == _rows_without_cost(full)
+    for name in full.params:
+        assert torch.equal(full.params[name], resumed.params[name])
+
+
+def test_module_population_compacts_reproducibly():
+    train = TrainConfig(epochs=8, batch_size=16, lr=0.05, optimizer="adam", early_stopping="patience", patience=1)
+    members = [Member("m", {}, s, train) for s in (0, 1, 2, 3)]
+    data = _data()
+
+    def run():
+        return _train(Population(ModuleNet(lambda m: _Net(p=0.3, bn=False), members), members, data, "classification"))
+
+    a, b = run(), run()
+    assert _rows_without_cost(a) == _rows_without_cost(b)
+    assert len(a.rows) < len(members) and any(len(h) < 8 for h in a.history)  # it compacted
+    for i in range(len(members)):
+        for k, v in a.final_weights(i).items():
+            assert torch.equal(b.final_weights(i)[k], v)
+
+
 class _Net(nn.Module):
     def __init__(self, p=0.2, bn=True):
         super().__init__()

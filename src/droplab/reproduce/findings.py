@@ -733,8 +733,8 @@ def _measure_early_stopping(ctx: Context) -> _Outcome:
 
     def record(pop, rows) -> None:
         acc = pop.evaluate(splits.x_test, splits.y_test)["acc"]
-        for i, m in enumerate(pop.members):
-            curves.setdefault(m.seed, []).append(100 * (1 - acc[i]))
+        for i, a in zip(pop.rows, acc):
+            curves.setdefault(pop.members[i].seed, []).append(100 * (1 - a))
 
     res = train_group(ctx, splits, _mlp(_HIDDEN), [Arm("none", cfg, (0.0, 0.0))],
                       validation=True, on_epoch=record)

@@ -211,6 +211,9 @@ class _Net:
         """Dims of the stacked weight ``name`` that span one unit's incoming weights."""
         raise NotImplementedError
 
+    def select_rows(self, index: torch.Tensor) -> None:
+        """Keep only the members at rows ``index`` of any per-member state the net holds."""
+
 
 class MLPNet(_Net):
     """Explicit batched MLP: weights ``(K, in, out)``, per-member dropout rates.
@@ -298,6 +301,11 @@ class MLPNet(_Net):
         self.p_cols, self.s_cols = self.p_cols.to(device), self.s_cols.to(device)
         self.eval_scale = {k: v.to(device) for k, v in self.eval_scale.items()}
         return self
+
+    def select_rows(self, index: torch.Tensor) -> None:
+        self.p_cols, self.s_cols = self.p_cols[index], self.s_cols[index]
+        self.eval_scale = {k: v[index] for k, v in self.eval_scale.items()}
+        self.active = {i for i, (a, b) in self.columns.items() if bool((self.p_cols[:, :, a:b] > 0).any())}
 
     def init_params(self, members: Sequence[Member]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         from droplab.models import build_model
@@ -547,6 +555,13 @@ class Population:
         data: ``(x_train, y_train, x_val, y_val)`` tensors.
         task: ``"classification"`` or ``"regression"``.
         device: torch device. Default CPU.
+        compact: at the end of an epoch in which members stopped (early stopping,
+            divergence), drop them from the stacked tensors so that they cost nothing more
+            (default True). An :class:`MLPNet` member trains the same either way, up to float
+            rounding (kernels block a smaller stack differently); in a :class:`ModuleNet`
+            population with random layers, torch.func draws the masks for the whole stack, so
+            the remaining members draw other (equally distributed) masks after a compaction.
+            Either way a run is reproducible: the same members and seeds give the same bits.
 
     All members share the group-level training options (optimizer, epochs, batch size,
     schedule, early stopping, gradient clipping) of the first member's ``train``; ``lr``,
@@ -567,9 +582,11 @@ class Population:
         task: str,
         *,
         device: torch.device | str = "cpu",
+        compact: bool = True,
     ) -> None:
         if not members:
             raise ConfigError("a population needs at least one member")
+        self.compact = compact
         self.net = net
         self.members = list(members)
         self.k = len(self.members)
@@ -599,11 +616,7 @@ class Population:
         params, buffers = net.init_params(self.members)
         self.params = {n: t.to(self.device) for n, t in params.items()}
         self.buffers = {n: t.to(self.device) for n, t in buffers.items()}
-        self.grads = {n: torch.zeros_like(t) for n, t in self.params.items()}
         self.seeds = sorted({m.seed for m in self.members})
-        position = {s: i for i, s in enumerate(self.seeds)}
-        self.seed_index = torch.tensor([position[m.seed] for m in self.members], device=self.device)
-        self._identity = self.seeds == [m.seed for m in self.members]
         self.data_gens = []
         self.mask_gens = []
         for s in self.seeds:
@@ -612,12 +625,10 @@ class Population:
         self.rng_state = self._seeded_rng_state()
         self.n = len(self.x)
         self.steps_per_epoch = math.ceil(self.n / self.cfg.batch_size)
-        self.runs: list[_Run] = []
-        for i, m in enumerate(self.members):
-            if self.runs and _same_hparams(self.runs[-1].train, m.train):
-                self.runs[-1].stop = i + 1
-            else:
-                self.runs.append(_Run(i, i + 1, m.train))
+        # Members whose parameters are rows of the stacked tensors, in row order: every member
+        # at first, the ones still training after a compaction.
+        self.rows: list[int] = list(range(self.k))
+        self._layout()
         self._build_optimizers()
         self.views = [_MemberView(self, i) for i in range(self.k)]
         self.stoppers = [m.train.make_early_stopping() for m in self.members]
@@ -637,6 +648,55 @@ class Population:
     def _seeded_rng_state(self) -> torch.Tensor:
         g = torch.Generator().manual_seed(_derive_seed(self.seeds[0] * 1_000_003 + self.k, _MASK_STREAM + 1))
         return g.get_state()
+
+    def _layout(self) -> None:
+        """Per-row bookkeeping for ``self.rows``: seeds, runs of equal hyperparameters, grads."""
+        position = {s: i for i, s in enumerate(self.seeds)}
+        row_seeds = [self.members[i].seed for i in self.rows]
+        self._pos = {i: j for j, i in enumerate(self.rows)}  # member index -> row
+        self.seed_index = torch.tensor([position[s] for s in row_seeds], device=self.device)
+        self._identity = self.seeds == row_seeds
+        self.runs: list[_Run] = []
+        for j, i in enumerate(self.rows):
+            train = self.members[i].train
+            if self.runs and _same_hparams(self.runs[-1].train, train):
+                self.runs[-1].stop = j + 1
+            else:
+                self.runs.append(_Run(j, j + 1, train))
+        self.grads = {n: torch.zeros_like(t) for n, t in self.params.items()}
+
+    def _select_rows(self, rows: list[int]) -> None:
+        """Keep members ``rows`` (a subsequence of ``self.rows``) in the stacked tensors.
+
+        Parameters, buffers and the per-row optimizer state (moments, momentum) are cut to the
+        kept rows; step counts, learning rates and schedules carry over unchanged.
+        """
+        keep = torch.tensor([self._pos[i] for i in rows], device=self.device)
+        old_runs = self.runs
+        old_states = [run.optimizer.state_dict() for run in old_runs]
+        run_of_row = [r for r, run in enumerate(old_runs) for _ in range(run.start, run.stop)]
+        self.params = {n: t.index_select(0, keep) for n, t in self.params.items()}
+        self.buffers = {n: t.index_select(0, keep) for n, t in self.buffers.items()}
+        self.net.select_rows(keep)
+        old_pos = dict(self._pos)
+        self.rows = list(rows)
+        self._layout()
+        self._build_optimizers()
+        for run in self.runs:
+            old_rows = keep[run.start : run.stop]
+            first = run_of_row[old_pos[self.rows[run.start]]]  # every old run stepped alike
+            template = old_states[first]
+            state: dict[Any, dict[str, Any]] = {}
+            for pid, entries in template["state"].items():
+                state[pid] = {}
+                for key, value in entries.items():
+                    if isinstance(value, torch.Tensor) and value.dim() > 0:  # one row per member
+                        full = torch.cat([sd["state"][pid][key] for sd in old_states])
+                        value = full.index_select(0, old_rows)
+                    state[pid][key] = value
+            run.optimizer.load_state_dict({"state": state, "param_groups": template["param_groups"]})
+            if run.scheduler is not None and old_runs[first].scheduler is not None:
+                run.scheduler.load_state_dict(old_runs[first].scheduler.state_dict())
 
     def _build_optimizers(self) -> None:
         for run in self.runs:
@@ -659,9 +719,13 @@ class Population:
         return [i for i, s in enumerate(self.status) if s is None]
 
     def live_weights(self, index: int) -> dict[str, torch.Tensor]:
-        """Views of member ``index``'s current parameters and buffers (not copies)."""
-        out = {n: t[index] for n, t in self.params.items()}
-        out.update({f"buffer:{n}": t[index] for n, t in self.buffers.items()})
+        """Views of member ``index``'s current parameters and buffers (not copies).
+
+        Only for members still in the stacked tensors (``index in rows``).
+        """
+        row = self._pos[index]
+        out = {n: t[row] for n, t in self.params.items()}
+        out.update({f"buffer:{n}": t[row] for n, t in self.buffers.items()})
         return out
 
     def final_weights(self, index: int) -> dict[str, torch.Tensor]:
@@ -704,25 +768,29 @@ class Population:
         else:
             peak = self.mem_peak - self.mem_base
         rows: dict[int, dict[str, Any]] = {}
+        computed = len(self.rows)  # the epoch's cost is shared by the members it computed
         for i in self.alive:
-            run_lr = next(lr for run, lr in zip(self.runs, lrs) if run.start <= i < run.stop)
-            row: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss[i]}
-            if math.isfinite(train_loss[i]):
+            j = self._pos[i]
+            run_lr = next(lr for run, lr in zip(self.runs, lrs) if run.start <= j < run.stop)
+            row: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss[j]}
+            if math.isfinite(train_loss[j]):
                 if ev_train is not None:
-                    row["train_eval_loss"] = ev_train["loss"][i]
-                    row[f"train_eval_{metric}"] = ev_train[metric][i]
+                    row["train_eval_loss"] = ev_train["loss"][j]
+                    row[f"train_eval_{metric}"] = ev_train[metric][j]
                 if ev_val is not None:
-                    row["val_loss"] = ev_val["loss"][i]
-                    row[f"val_{metric}"] = ev_val[metric][i]
+                    row["val_loss"] = ev_val["loss"][j]
+                    row[f"val_{metric}"] = ev_val[metric][j]
             row["lr"] = run_lr
-            row["seconds"] = seconds / self.k
-            row["peak_mem_mb"] = peak / self.k
+            row["seconds"] = seconds / computed
+            row["peak_mem_mb"] = peak / computed
             rows[i] = row
             self.history[i].append(row)
             self._after_epoch(i, epoch, row)
         if self.done:
             for i in self.alive:
                 self._stop(i, "completed")
+        elif self.compact and len(self.alive) < len(self.rows):
+            self._select_rows(self.alive)
         return rows
 
     def _after_epoch(self, i: int, epoch: int, row: dict[str, Any]) -> None:
@@ -765,7 +833,7 @@ class Population:
     def _train_epoch(self) -> torch.Tensor:
         cfg = self.cfg
         net, P = self.net, self.params
-        running = torch.zeros(self.k, device=self.device, dtype=torch.float64)
+        running = torch.zeros(len(self.rows), device=self.device, dtype=torch.float64)
         per_batch_schedule = cfg.lr_schedule in SCHEDULE_STEPS_PER_BATCH
         sample_steps = 2
         for b, idx in enumerate(self._batches()):
@@ -818,6 +886,10 @@ class Population:
             x, y: inputs and targets (targets in the population's task format).
             weights: stacked parameters to evaluate instead of the live ones (the keys of
                 :meth:`final_weights`, stacked); default the live parameters.
+
+        Returns:
+            lists with one entry per stacked member: those of ``weights``, or with the live
+            parameters one per member in :attr:`rows` (every member until stopped ones leave).
         """
         P, B = self.params, self.buffers
         if weights is not None:
@@ -904,6 +976,7 @@ class Population:
             "format": POPULATION_FORMAT,
             "epoch": self.epoch,
             "members": [[m.key, m.seed] for m in self.members],
+            "rows": list(self.rows),
             "params": self.params,
             "buffers": self.buffers,
             "optimizers": [run.optimizer.state_dict() for run in self.runs],
@@ -925,6 +998,11 @@ class Population:
             raise ConfigError("not a droplab population checkpoint")
         if [list(x) for x in state["members"]] != [[m.key, m.seed] for m in self.members]:
             raise ConfigError("the checkpoint holds a different population (members differ)")
+        rows = [int(i) for i in state.get("rows", range(self.k))]
+        if rows != self.rows:
+            if self.rows != list(range(self.k)) or rows != sorted(set(rows)) or not set(rows) <= set(self.rows):
+                raise ConfigError("the checkpoint's member rows do not fit this population")
+            self._select_rows(rows)  # the checkpoint was taken after stopped members left
         self.epoch = int(state["epoch"])
         for n, t in state["params"].items():
             self.params[n].copy_(t)
