@@ -105,8 +105,6 @@ def scaling(splits, batch: int, lr: float, ks=(1, 2, 4, 8, 16, 32, 64), steps: i
         idx = torch.arange(batch).expand(k, -1)
         xb, yb = pop.x[idx], pop.y[idx]
         run = pop.runs[0]
-        for n, view in run.views.items():
-            view.grad = pop.grads[n]
         for i in range(steps + 3):
             if i == 3:
                 t0 = time.perf_counter()

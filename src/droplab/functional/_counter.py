@@ -192,7 +192,7 @@ def _fresh_output(shape: tuple[int, ...], dtype: torch.dtype, device: torch.devi
     tensor; everything else behaves as usual.
     """
     numel = math.prod(shape)
-    nbytes = numel * torch.empty((), dtype=dtype).element_size()
+    nbytes = numel * dtype.itemsize
     if (
         device.type != "cpu"
         or nbytes < _HUGE_MIN_BYTES

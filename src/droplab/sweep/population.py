@@ -650,7 +650,7 @@ class Population:
         return g.get_state()
 
     def _layout(self) -> None:
-        """Per-row bookkeeping for ``self.rows``: seeds, runs of equal hyperparameters, grads."""
+        """Per-row bookkeeping for ``self.rows``: seeds and runs of equal hyperparameters."""
         position = {s: i for i, s in enumerate(self.seeds)}
         row_seeds = [self.members[i].seed for i in self.rows]
         self._pos = {i: j for j, i in enumerate(self.rows)}  # member index -> row
@@ -663,7 +663,6 @@ class Population:
                 self.runs[-1].stop = j + 1
             else:
                 self.runs.append(_Run(j, j + 1, train))
-        self.grads = {n: torch.zeros_like(t) for n, t in self.params.items()}
 
     def _select_rows(self, rows: list[int]) -> None:
         """Keep members ``rows`` (a subsequence of ``self.rows``) in the stacked tensors.
@@ -682,6 +681,7 @@ class Population:
         self.rows = list(rows)
         self._layout()
         self._build_optimizers()
+        stacked: dict[tuple[Any, str], torch.Tensor] = {}  # per-row state of all old runs
         for run in self.runs:
             old_rows = keep[run.start : run.stop]
             first = run_of_row[old_pos[self.rows[run.start]]]  # every old run stepped alike
@@ -691,8 +691,9 @@ class Population:
                 state[pid] = {}
                 for key, value in entries.items():
                     if isinstance(value, torch.Tensor) and value.dim() > 0:  # one row per member
-                        full = torch.cat([sd["state"][pid][key] for sd in old_states])
-                        value = full.index_select(0, old_rows)
+                        if (pid, key) not in stacked:
+                            stacked[pid, key] = torch.cat([sd["state"][pid][key] for sd in old_states])
+                        value = stacked[pid, key].index_select(0, old_rows)
                     state[pid][key] = value
             run.optimizer.load_state_dict({"state": state, "param_groups": template["param_groups"]})
             if run.scheduler is not None and old_runs[first].scheduler is not None:
