@@ -133,6 +133,38 @@ def test_kill_9_then_resume_gives_exactly_the_uninterrupted_results(npz, tmp_pat
         assert {r["attempts"] for r in st.runs()} == {2}
 
 
+def test_resume_after_stopped_members_left_the_population(npz, tmp_path, monkeypatch):
+    """A crash after early stopping has shrunk the population resumes to the same results."""
+    from droplab.sweep import Population
+
+    flags = _flags(
+        npz, "--dropout", "hidden=0,0.3", "--seeds", "2", "--epochs", "40", "--batch-size", "15",
+        "--checkpoint-seconds", "0", "--early-stopping", "patience", "--patience", "3", "--lr", "0.002",
+    )
+    reference = str(tmp_path / "reference.db")
+    assert main([*flags, "--store", reference]) == 0
+    run_epoch, shrunk_epochs = Population.run_epoch, []
+
+    def crash_two_epochs_after_a_compaction(self):
+        rows = run_epoch(self)
+        if len(self.rows) < self.k and not self.done:
+            shrunk_epochs.append(self.epoch)
+            if len(shrunk_epochs) == 2:  # this epoch's rows are lost with the process
+                raise KeyboardInterrupt
+        return rows
+
+    monkeypatch.setattr(Population, "run_epoch", crash_two_epochs_after_a_compaction)
+    crashed = str(tmp_path / "crashed.db")
+    assert main([*flags, "--store", crashed]) != 0
+    assert len(shrunk_epochs) == 2, "no member stopped early: the test no longer shrinks the population"
+    monkeypatch.setattr(Population, "run_epoch", run_epoch)
+    assert main(["sweep", "--resume", crashed, "--quiet"]) == 0
+    runs, epochs, summary = _store_content(crashed)
+    ref_runs, ref_epochs, ref_summary = _store_content(reference)
+    assert "early_stopped" in {r[2] for r in runs}
+    assert runs == ref_runs and epochs == ref_epochs and summary == ref_summary
+
+
 def test_resume_refuses_other_settings(npz, tmp_path, capsys):
     db = str(tmp_path / "s.db")
     assert main(_flags(npz, "--dropout", "hidden=0,0.3", "--seeds", "1", "--epochs", "1", "--store", db)) == 0
