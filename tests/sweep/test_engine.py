@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from _toy import toy_tensors
 from scipy import stats as sps
 from torch import nn
 
@@ -58,7 +59,7 @@ def test_paired_difference_uses_shared_seeds_only():
 
 
 # --- sweeps --------------------------------------------------------------------------------------
-def _tensors(seed=0, n=200, nv=80, nt=60):
+def toy_tensors(seed=0, n=200, nv=80, nt=60):
     g = torch.Generator().manual_seed(seed)
     w = torch.randn(10, 3, generator=g)
     x = torch.randn(n + nv + nt, 10, generator=g)
@@ -87,7 +88,7 @@ def _runs(path):
 
 
 def test_user_model_sweep_selects_and_tests_only_selected(tmp_path, monkeypatch):
-    data = _tensors()
+    data = toy_tensors()
     touched = []
     original = Population.evaluate_members
 
@@ -115,7 +116,7 @@ def test_user_model_sweep_selects_and_tests_only_selected(tmp_path, monkeypatch)
 
 
 def test_builtin_mlp_sweep_is_one_population_and_matches_a_split_one(tmp_path):
-    data = _tensors()
+    data = toy_tensors()
     kw = dict(space={"dropout.hidden": [0.0, 0.2, 0.4]}, seeds=2, train=TRAIN, progress=False)
     one = run_sweep(SPEC, data=data, store=tmp_path / "a.db", **kw)
     split = run_sweep(SPEC, data=data, store=tmp_path / "b.db", memory_mb=0.05, **kw)
@@ -133,7 +134,7 @@ class _Stop(Exception):
 
 
 def test_interrupted_sweep_resumes_to_the_same_results(tmp_path):
-    data = _tensors(1)
+    data = toy_tensors(1)
     kw = dict(
         space={"dropout.hidden": [0.0, 0.3], "train.lr": [1e-2, 2e-2]}, seeds=2,
         train=TrainConfig(epochs=4, batch_size=40, lr=1e-2, early_stopping="patience", patience=2),
@@ -166,7 +167,7 @@ def test_interrupted_sweep_resumes_to_the_same_results(tmp_path):
 
 
 def test_resume_with_another_configuration_is_refused(tmp_path):
-    data = _tensors()
+    data = toy_tensors()
     kw = dict(seeds=1, train=TRAIN, progress=False, store=tmp_path / "s.db")
     run_sweep(SPEC, data=data, space={"dropout.hidden": [0.0]}, **kw)
     with pytest.raises(StoreError, match="different spec"):
@@ -187,7 +188,7 @@ class _NoVmap(nn.Module):
 
 
 def test_unstackable_model_falls_back_to_one_by_one_with_a_note(tmp_path):
-    data = _tensors()
+    data = toy_tensors()
     res = run_sweep(
         lambda cfg: _NoVmap(), data=data, space={"width": [1]}, seeds=2, train=TRAIN,
         store=tmp_path / "s.db", progress=False,
@@ -198,7 +199,7 @@ def test_unstackable_model_falls_back_to_one_by_one_with_a_note(tmp_path):
 
 
 def test_architecture_axis_reports_each_architecture_at_its_best(tmp_path):
-    data = _tensors()
+    data = toy_tensors()
     models = {"small": ModelSpec(hidden=(8,), dropout={"hidden": 0.0}), "wide": ModelSpec(hidden=(32,), dropout={"hidden": 0.0})}
     res = run_sweep(
         SPEC, data=data, models=models, space={"model": ["small", "wide"], "dropout.hidden": [0.0, 0.3]},
@@ -213,7 +214,7 @@ def test_architecture_axis_reports_each_architecture_at_its_best(tmp_path):
 
 
 def test_bad_configurations_are_rejected_before_any_training(tmp_path):
-    data = _tensors()
+    data = toy_tensors()
     path = tmp_path / "s.db"
     with pytest.raises(ConfigError, match=r"p must be in \[0, 1\), got 1.2"):
         run_sweep(SPEC, data=data, space={"dropout.hidden": [0.0, 1.2]}, train=TRAIN, store=path, progress=False)
@@ -252,7 +253,7 @@ def test_tpe_sweep_runs_in_rounds_and_replays_on_resume(tmp_path):
     pytest.importorskip("optuna")
     from droplab.sweep import OptunaSpace, Uniform
 
-    data = _tensors()
+    data = toy_tensors()
 
     def space():
         return OptunaSpace({"dropout": Uniform(0.0, 0.6)}, n=4, seed=0, batch=2)

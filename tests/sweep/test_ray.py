@@ -14,9 +14,9 @@ import re
 import signal
 import sys
 
-import numpy as np
 import pytest
 import torch
+from _toy import toy_tensors
 
 from droplab.cli import main
 from droplab.errors import ConfigError
@@ -50,22 +50,7 @@ def cluster():
             ray.shutdown()
 
 
-@pytest.fixture
-def npz(tmp_path):
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(600, 10)).astype(np.float32)
-    y = (x @ rng.normal(size=(10, 3)) + rng.normal(size=(600, 3))).argmax(1)
-    path = tmp_path / "toy.npz"
-    np.savez(path, x=x, y=y)
-    return str(path)
 
-
-def _tensors(seed=0, n=200, nv=80, nt=60):
-    g = torch.Generator().manual_seed(seed)
-    w = torch.randn(10, 3, generator=g)
-    x = torch.randn(n + nv + nt, 10, generator=g)
-    y = (x @ w + 0.7 * torch.randn(n + nv + nt, 3, generator=g)).argmax(1)
-    return x[:n], y[:n], x[n : n + nv], y[n : n + nv], x[n + nv :], y[n + nv :]
 
 
 def _store(path):
@@ -126,7 +111,7 @@ def test_cli_sweep_on_ray_records_what_the_local_executor_records(cluster, npz, 
 
 @needs_ray
 def test_runs_trained_one_by_one_on_workers_match_local_ones(cluster, tmp_path):
-    data = _tensors()
+    data = toy_tensors()
     kw = dict(
         space={"dropout.hidden": [0.0, 0.3]}, seeds=2, train=TrainConfig(epochs=2, batch_size=40, lr=1e-2),
         population=False, progress=False,
@@ -146,7 +131,7 @@ def test_runs_trained_one_by_one_on_workers_match_local_ones(cluster, tmp_path):
 # --- failures --------------------------------------------------------------------------------------
 @needs_ray
 def test_a_killed_worker_is_retried_from_its_checkpoint_and_every_run_recorded_once(cluster, tmp_path):
-    data = _tensors(1)
+    data = toy_tensors(1)
     kw = dict(
         space={"dropout.hidden": [0.0, 0.3]}, seeds=2, train=TrainConfig(epochs=12, batch_size=40, lr=1e-2),
         memory_mb=0.5, checkpoint_seconds=0, progress=False,
@@ -183,7 +168,7 @@ def test_a_killed_worker_is_retried_from_its_checkpoint_and_every_run_recorded_o
 def test_after_the_last_retry_runs_are_marked_failed_and_a_resume_trains_them(cluster, tmp_path):
     from droplab.sweep.ray_executor import RayExecutor
 
-    data = _tensors(2)
+    data = toy_tensors(2)
     kw = dict(
         space={"dropout.hidden": [0.0, 0.3]}, seeds=1, train=TrainConfig(epochs=4, batch_size=40, lr=1e-2),
         memory_mb=0.25, checkpoint_seconds=0, progress=False,
@@ -226,7 +211,7 @@ def test_an_error_of_the_sweep_itself_ends_it_without_retries(cluster, tmp_path,
     monkeypatch.setattr(droplab, "__version__", "0.0.0+other")
     with pytest.raises(ConfigError, match=r"has droplab .+, the driver 0\.0\.0\+other; install the same version"):
         run_sweep(
-            SPEC, data=_tensors(), space={"dropout.hidden": [0.0]}, seeds=1,
+            SPEC, data=toy_tensors(), space={"dropout.hidden": [0.0]}, seeds=1,
             train=TrainConfig(epochs=1, batch_size=40), store=tmp_path / "s.db", executor="ray", progress=False,
         )
 

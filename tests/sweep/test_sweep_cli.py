@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 
 from droplab.cli import main
@@ -19,14 +18,6 @@ from droplab.sweep import Store
 TIMING = ("seconds", "peak_mem_mb", "population_seconds")
 
 
-@pytest.fixture
-def npz(tmp_path):
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(600, 10)).astype(np.float32)
-    y = (x @ rng.normal(size=(10, 3)) + rng.normal(size=(600, 3))).argmax(1)
-    path = tmp_path / "toy.npz"
-    np.savez(path, x=x, y=y)
-    return str(path)
 
 
 def _flags(npz, *extra):
