@@ -209,18 +209,11 @@ def train_group(
         ]
         if mlp_fast_path(spec) is None and all(a.rates is not None for a in arms):
             kind = "mlp"
-
-            def make_net():
-                return MLPNet(spec, splits.input_shape, splits.n_outputs, members)
-
+            make_net = lambda: MLPNet(spec, splits.input_shape, splits.n_outputs, members)  # noqa: E731
         else:
             kind = "module"
-
-            def make_net():
-                return ModuleNet(
-                    lambda m: build_model(spec, splits.input_shape, splits.n_outputs), members
-                )
-
+            build = lambda m: build_model(spec, splits.input_shape, splits.n_outputs)  # noqa: E731
+            make_net = lambda: ModuleNet(build, members)  # noqa: E731
         pop, _ = make_population(make_net, members, (x, y, xv, yv), splits.task)
         if pop is None:
             kind = "trainer"
