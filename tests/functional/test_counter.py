@@ -415,3 +415,26 @@ def test_inside_a_users_compiled_function_equals_eager(monkeypatch):
     out = torch.compile(f)(x)
     (grad,) = torch.autograd.grad(out, x, g)
     assert torch.equal(out, ref) and torch.equal(grad, ref_grad)
+
+
+# ---------------------------------------------------------------------------------------- CUDA
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_counter_masks_on_cuda_equal_the_cpu_masks_bitwise(compiled, monkeypatch):
+    # The hash is integer arithmetic and the scaling one float32 multiply: a seed gives the same
+    # output on any device, with or without compilation (Triton kernels on CUDA).
+    monkeypatch.setenv("DROPLAB_NO_COMPILE", "0" if compiled else "1")
+    x = torch.randn(1 << 20, generator=torch.Generator().manual_seed(3))
+    want = counter_dropout(x, 0.3, 12345)
+    xc = x.cuda().requires_grad_()
+    got = counter_dropout(xc, 0.3, 12345)
+    assert got.device.type == "cuda" and torch.equal(got.detach().cpu(), want)
+    got.backward(torch.ones_like(got))
+    assert torch.equal(xc.grad.cpu(), (want != 0).float() / 0.7)
+    u = counter_uniform((4, 1000), 99)
+    assert torch.equal(counter_uniform((4, 1000), 99, device="cuda").cpu(), u)
+    rows = torch.randn(3, 4096, generator=torch.Generator().manual_seed(4))
+    ref = counter_dropout(rows, RATES3, SEEDS3)
+    assert torch.equal(counter_dropout(rows.cuda(), RATES3.cuda(), SEEDS3.cuda()).cpu(), ref)
+    if compiled:
+        assert counter_backend() == "compiled"

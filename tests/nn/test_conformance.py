@@ -241,3 +241,43 @@ def test_declared_mean_preservation_holds(factory):
         bound = K_SIGMA * sd / MEAN_SAMPLES**0.5 + 1e-5 * (1 + expected.abs())
         worst = ((mean - expected).abs() / bound).max()
         assert (mean - expected).abs().le(bound).all(), f"seed {seed}: worst ratio {worst:.2f}"
+
+
+# -- CUDA (skipped without a GPU) ----------------------------------------------------------------
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+def _on_cuda(case: Case) -> tuple[StochasticLayer, tuple[Any, ...]]:
+    layer = case.layer.to("cuda")
+    return layer, tuple(t.cuda() if isinstance(t, Tensor) else t for t in case.inputs)
+
+
+@needs_cuda
+@pytest.mark.parametrize("factory", PARAMS)
+def test_layer_on_cuda_with_a_cpu_generator_gives_the_cpu_output(factory, monkeypatch):
+    # A seeded CPU generator draws on the CPU and the mask moves: the same masks on any device.
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # compare float32 with float32
+    cpu, gpu = _build(factory, seed=5), _build(factory, seed=5)
+    layer, inputs = _on_cuda(gpu)
+    want = cpu.pick(cpu.layer.train()(*cpu.inputs))
+    got = gpu.pick(layer.train()(*inputs))
+    assert got.device.type == "cuda"
+    torch.testing.assert_close(got.cpu(), want, rtol=1e-5, atol=1e-5)
+    out = gpu.pick(layer.eval()(*inputs))
+    torch.testing.assert_close(out.cpu(), cpu.eval_output, rtol=1e-5, atol=1e-5)
+
+
+@needs_cuda
+@pytest.mark.parametrize("factory", PARAMS)
+def test_layer_on_cuda_with_a_cuda_generator_draws_only_from_it(factory):
+    case = _build(factory)
+    layer, inputs = _on_cuda(case)
+    layer.train()
+    state = torch.cuda.get_rng_state()
+    outs = []
+    for seed in (5, 5, 6):
+        layer.generator = torch.Generator(device="cuda").manual_seed(seed)
+        outs.append(case.pick(layer(*inputs)))
+    assert outs[0].device.type == "cuda" and outs[0].shape == case.eval_output.shape
+    assert torch.equal(outs[0], outs[1]) and not torch.equal(outs[0], outs[2])
+    assert torch.equal(torch.cuda.get_rng_state(), state), "the layer consumed the global CUDA RNG"

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from droplab._checks import check_positive_int, check_probability, check_rank
 from droplab.errors import ConfigError
+from droplab.functional import _random
 
 __all__ = ["drop_block1d", "drop_block2d", "drop_block3d", "drop_block_gamma"]
 
@@ -72,12 +73,7 @@ def _drop_block_nd(
 
     n, c = x.shape[:2]
     valid = tuple(s - block_size + 1 for s in spatial)
-    u = torch.rand(
-        (n, 1 if shared_channels else c, *valid),
-        generator=generator,
-        dtype=x.dtype,
-        device=x.device,
-    )
+    u = _random.rand((n, 1 if shared_channels else c, *valid), generator, x.device, x.dtype)
     seeds = (u < gamma).to(x.dtype)
     # A seed at valid position i drops [i, i + block_size - 1] along each axis, so unit j is
     # dropped iff some seed lies in [j - block_size + 1, j]. Zero-padding block_size - 1 on both

@@ -27,6 +27,7 @@ from torch import Tensor
 from droplab._checks import check_choice, check_probability, check_rank
 from droplab.errors import ConfigError
 from droplab.functional._counter import counter_backend, counter_dropout, draw_seed
+from droplab.functional import _random
 
 __all__ = [
     "dropout",
@@ -51,7 +52,7 @@ _ALPHA_PRIME = -_SELU_SCALE * _SELU_ALPHA
 
 def _uniform(shape: Sequence[int], like: Tensor, generator: torch.Generator | None) -> Tensor:
     """Uniforms in [0, 1) of ``shape`` on ``like``'s device (float32, see module docstring)."""
-    return torch.rand(tuple(shape), generator=generator, device=like.device, dtype=torch.float32)
+    return _random.rand(shape, generator, like.device)
 
 
 def _keep_mask(
@@ -229,7 +230,7 @@ def gaussian_dropout(
     if not training or p == 0.0:
         return x
     std = math.sqrt(p / (1.0 - p))
-    z = torch.randn(tuple(x.shape), generator=generator, device=x.device, dtype=torch.float32)
+    z = _random.randn(x.shape, generator, x.device)
     return x * z.mul_(std).add_(1.0).to(x.dtype)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from droplab._checks import check_probability
+from droplab.functional import _random
 
 __all__ = ["drop_connect"]
 
@@ -46,5 +47,5 @@ def drop_connect(
     p = check_probability("p", p)
     if not training or p == 0:
         return weight
-    u = torch.rand(weight.shape, generator=generator, dtype=weight.dtype, device=weight.device)
+    u = _random.rand(weight.shape, generator, weight.device, weight.dtype)
     return weight * ((u >= p).to(weight.dtype) / (1 - p))

@@ -15,6 +15,7 @@ from torch import nn
 from droplab._checks import check_choice, check_positive_int
 from droplab.errors import ConfigError
 from droplab.functional.weights import drop_connect
+from droplab.functional import _random
 from droplab.nn._base import StochasticLayer
 
 __all__ = ["DropConnect"]
@@ -138,10 +139,7 @@ class DropConnect(StochasticLayer):
         if self.inference == "mean" or self.activation is None or self.p == 0:
             return self._activate(self._apply_op(x, self.module.weight, self.module.bias))
         mean, var = self.preactivation_moments(x)
-        noise = torch.randn(
-            (self.samples, *mean.shape), generator=self.generator, dtype=mean.dtype,
-            device=mean.device,
-        )
+        noise = _random.randn((self.samples, *mean.shape), self.generator, mean.device, mean.dtype)
         return self._activate(mean + var.sqrt() * noise).mean(dim=0)
 
     def extra_repr(self) -> str:
