@@ -410,3 +410,30 @@ def test_single_seed_has_no_interval_and_top_level_exports():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a model with dropout raises no warning
         mc_predict(model, torch.randn(3, 6), 2, seed=0)
+
+
+# --------------------------------------------------------------------------------------------
+# CUDA (skipped without a GPU)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_mc_predict_on_cuda_is_seeded_and_matches_the_cpu_model():
+    def model(device):
+        torch.manual_seed(0)
+        return nn.Sequential(
+            nn.Linear(6, 32), nn.ReLU(), dn.Dropout(0.5, generator=torch.Generator().manual_seed(1)),
+            nn.Linear(32, 3),
+        ).to(device)
+
+    x = torch.randn(50, 6, generator=torch.Generator().manual_seed(2))
+    gpu, cpu = model("cuda").eval(), model("cpu").eval()
+    a = mc_predict(gpu, x.cuda(), samples=20, seed=3)
+    b = mc_predict(gpu, x.cuda(), samples=20, seed=3)
+    assert a.mean.device.type == "cpu"  # results come back to the CPU (MCResult's docstring)
+    assert torch.equal(a.mean, b.mean)
+    assert torch.equal(a.mutual_information, b.mutual_information)
+    # The layer's generator lives on the CPU, so the GPU model sees the CPU model's masks.
+    c = mc_predict(cpu, x, samples=20, seed=3)
+    torch.testing.assert_close(a.mean, c.mean, rtol=1e-4, atol=1e-5)
+    assert not any(m.training for m in gpu.modules())  # eval mode restored after the passes

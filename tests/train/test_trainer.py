@@ -101,7 +101,7 @@ def test_regression_reports_rmse():
     y = x @ torch.randn(5, generator=g) + 0.1 * torch.randn(200, generator=g)
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 1))
-    result = Trainer(net, TrainConfig(epochs=5, lr=1e-2)).fit(
+    result = Trainer(net, TrainConfig(epochs=5, lr=1e-2, device="cpu")).fit(
         (x[:150], y[:150]), val=(x[150:], y[150:])
     )
     assert result.task == "regression"
@@ -284,7 +284,7 @@ def test_l2_penalty_enters_the_gradient_on_weights_only():
     net = nn.Linear(8, 3)
     w0, b0 = net.weight.detach().clone(), net.bias.detach().clone()
     lr, l2 = 0.1, 0.5
-    fit(net, (x, y), optimizer="sgd", lr=lr, l2=l2, epochs=1, batch_size=50, eval_train=False)
+    fit(net, (x, y), optimizer="sgd", lr=lr, l2=l2, epochs=1, batch_size=50, eval_train=False, device="cpu")
     w = w0.clone().requires_grad_(True)
     b = b0.clone().requires_grad_(True)
     loss = F.cross_entropy(x @ w.T + b, y)
@@ -298,13 +298,13 @@ def test_l1_penalty_and_max_norm():
     torch.manual_seed(0)
     net = nn.Linear(8, 3)
     w0, b0 = net.weight.detach().clone(), net.bias.detach().clone()
-    fit(net, (x, y), optimizer="sgd", lr=0.1, l1=0.2, epochs=1, batch_size=50, eval_train=False)
+    fit(net, (x, y), optimizer="sgd", lr=0.1, l1=0.2, epochs=1, batch_size=50, eval_train=False, device="cpu")
     w = w0.clone().requires_grad_(True)
     (gw,) = torch.autograd.grad(F.cross_entropy(x @ w.T + b0, y), (w,))
     assert torch.allclose(net.weight, w0 - 0.1 * (gw + 0.2 * torch.sign(w0)), atol=1e-6)
 
     net = mlp()
-    fit(net, (x, y), optimizer="sgd", lr=1.0, max_norm=0.5, epochs=2, batch_size=10)
+    fit(net, (x, y), optimizer="sgd", lr=1.0, max_norm=0.5, epochs=2, batch_size=10, device="cpu")
     for layer in (net[0], net[3]):
         assert layer.weight.norm(dim=1).max() <= 0.5 + 1e-5
 
@@ -452,3 +452,22 @@ def test_cuda_requested_but_missing():
         ConfigError, match="device 'cuda' was requested but torch sees no CUDA device"
     ):
         TrainConfig(device="cuda")
+
+
+# -- CUDA (skipped without a GPU) ------------------------------------------------------------------
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_training_is_deterministic_resumes_bitwise_and_reports_gpu_memory(tmp_path):
+    x, y = data()
+    cfg = TrainConfig(epochs=4, batch_size=32, lr=1e-2, seed=11, device="cuda")
+    splits, kw = ((x[:200], y[:200]),), dict(val=(x[200:], y[200:]))
+    full_model = mlp(seed=0)
+    full = Trainer(full_model, cfg, callbacks=[Checkpoint(tmp_path, filename="epoch{epoch}.pt")]).fit(*splits, **kw)
+    assert next(full_model.parameters()).device.type == "cuda"
+    assert all(row["peak_mem_mb"] > 0 for row in full.history)
+    again = Trainer(mlp(seed=0), cfg).fit(*splits, **kw)
+    assert strip(again.history) == strip(full.history) and again.val == full.val
+    resumed_model = mlp(seed=99)
+    resumed = Trainer(resumed_model, cfg).fit(*splits, **kw, resume=tmp_path / "epoch2.pt")
+    assert strip(resumed.history) == strip(full.history)
+    for a, b in zip(full_model.state_dict().values(), resumed_model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)

@@ -1013,16 +1013,18 @@ class Population:
             run.optimizer.load_state_dict(opt_state)
             if run.scheduler is not None and sched_state is not None:
                 run.scheduler.load_state_dict(sched_state)
+        # Generator states are CPU byte tensors whatever the generator's device; map_location
+        # put them on the population's device with everything else.
         for g, s in zip(self.data_gens, state["data_gens"]):
-            g.set_state(s)
+            g.set_state(s.cpu())
         for g, s in zip(self.mask_gens, state["mask_gens"]):
-            g.set_state(s.to(g.device) if g.device.type == "cpu" else s)
-        self.rng_state = state["rng"]
+            g.set_state(s.cpu())
+        self.rng_state = state["rng"].cpu()
         for es, s in zip(self.stoppers, state["stoppers"]):
             if es is not None and s is not None:
                 es.load_state_dict(s)
         self.status = list(state["status"])
-        self.frozen = {int(i): w for i, w in state["frozen"].items()}
+        self.frozen = {int(i): {k: t.to(self.device) for k, t in w.items()} for i, w in state["frozen"].items()}
         self.history = [list(h) for h in state["history"]]
         self.seconds = float(state["seconds"])
 

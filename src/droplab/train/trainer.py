@@ -286,16 +286,17 @@ class Trainer:
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         """Loss and accuracy (classification) or RMSE (regression) in eval mode.
 
-        Batches of ``config.eval_batch_size``; restores the model's train/eval mode afterwards.
+        Batches of ``config.eval_batch_size``, on the trainer's device (the model and each batch
+        are moved there); restores the model's train/eval mode afterwards.
         """
         was_training = self.model.training
-        self.model.eval()
+        self.model.to(self.device).eval()
         total = torch.zeros((), device=self.device, dtype=torch.float64)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         step = self.config.eval_batch_size
         classification = self.task == "classification"
         for start in range(0, len(x), step):
-            xb, yb = x[start : start + step], y[start : start + step]
+            xb, yb = x[start : start + step].to(self.device), y[start : start + step].to(self.device)
             out = self.model(xb)
             if classification:
                 total += F.cross_entropy(out, yb, reduction="sum")
