@@ -701,7 +701,7 @@ def _worker_info() -> dict[str, Any]:
 
 def _train_job(
     work: _Work, splits, emit: Callable[[dict[str, Any]], None], worker: dict[str, Any] | None = None
-) -> None:
+) -> Population | None:
     """Train one job and report every step to ``emit``; the same code for every executor.
 
     Events (dicts, by ``"kind"``), in order: ``note`` (the population trains one run at a
@@ -710,6 +710,9 @@ def _train_job(
     (``rows``: member index -> history row; ``checkpoint``: bytes or None; ``single``;
     ``worker``); ``weights`` (final weights of a run trained alone); ``finish`` (``items``:
     ``(member, status, result, cost)``). The driver turns them into store transactions.
+
+    Returns the finished population (its state is the final checkpoint's), or None when the
+    runs trained one by one.
     """
     worker = _worker_info() if worker is None else worker
     part = work.part
@@ -724,7 +727,7 @@ def _train_job(
                 emit({"kind": "recorded", "member": i})
             else:
                 _train_single(work, i, splits, emit, worker)
-        return
+        return None
     if work.checkpoint is not None:
         pop.load_bytes(work.checkpoint[1])
     emit({"kind": "start", "members": list(range(len(part))), "epoch": pop.epoch})
@@ -738,6 +741,7 @@ def _train_job(
         emit({"kind": "epoch", "epoch": pop.epoch, "rows": rows, "checkpoint": blob, "single": False, "worker": worker})
     items = [(i, pop.status[i], pop.result(i), pop.cost(i)) for i in range(len(part))]
     emit({"kind": "finish", "items": items, "single": False})
+    return pop
 
 
 def _train_single(work: _Work, i: int, splits, emit, worker: dict[str, Any]) -> None:
@@ -824,9 +828,12 @@ class LocalExecutor:
     def run(self, jobs: Sequence[_Job], driver: _Engine) -> None:
         """Train ``jobs`` in order, in this process."""
         for job in jobs:
+            driver.keep_final(job.pkey, None)  # free the last population before the next trains
             work = driver.prepare(job)
             if work is not None:
-                _train_job(work, driver.splits(job), lambda event, job=job: driver.apply(job, event))
+                pop = _train_job(work, driver.splits(job), lambda event, job=job: driver.apply(job, event))
+                if pop is not None:
+                    driver.keep_final(job.pkey, pop)
 
 
 def _make_executor(executor: Any, address: str | None) -> Any:
@@ -1452,6 +1459,14 @@ class _Engine:
             for j, seed in enumerate(seeds):
                 out[seed] = {k: v[j] for k, v in ev.items()}
         return out
+
+    def keep_final(self, pkey: str, pop: Population | None) -> None:
+        """Hold a population an executor finished in this process, for the test evaluation.
+
+        Its state is the final checkpoint's, so the test split needs no reload from the store.
+        One population is held at a time; ``None`` releases the one held.
+        """
+        self.__dict__["_finals"] = {} if pop is None else {pkey: pop}
 
     def _final_population(self, pkey: str, splits) -> Population | None:
         """The population ``pkey`` as its final checkpoint left it (cached: loaded once)."""
