@@ -23,7 +23,13 @@ FLOPs counted: 2 per multiply-add; a training example costs 3x its forward pass 
 backward to inputs, backward to weights), an evaluated example 1x. Elementwise work is not
 counted, so GFLOP/s understates what any method does.
 
-    python benchmarks/sweep_throughput.py [--epochs 8] [--threads N] [--skip-optuna]
+On a GPU (``--device cuda``) all three run there: the data is moved once, the plain loop
+accumulates its loss on the device (one host sync per epoch, as droplab), and one short run of
+each (a plain loop; a two-member droplab sweep) loads its CUDA kernels before anything is
+timed. The matmul reference is then 4096^3 in
+float32 (TF32 off, torch's default).
+
+    python benchmarks/sweep_throughput.py [--epochs 8] [--threads N] [--skip-optuna] [--device cuda]
 """
 
 from __future__ import annotations
@@ -49,29 +55,33 @@ SEEDS = (0, 1, 2, 3, 4)
 HIDDEN = (256, 256)
 
 
-def plain_run(splits, p: float, seed: int, epochs: int, batch: int, lr: float) -> float:
-    """One configuration, the way a user writes it in plain PyTorch; returns final val accuracy."""
-    x, y, xv, yv = splits.x_train, splits.y_train, splits.x_val, splits.y_val
-    with torch.random.fork_rng():
+def plain_run(data, p: float, seed: int, epochs: int, batch: int, lr: float) -> float:
+    """One configuration, the way a user writes it in plain PyTorch; returns final val accuracy.
+
+    ``data``: ``(x, y, x_val, y_val, n_classes)``, tensors already on the device.
+    """
+    x, y, xv, yv, n_classes = data
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
         torch.manual_seed(seed)
         d = x.shape[1]
         model = nn.Sequential(
             nn.Linear(d, HIDDEN[0]), nn.ReLU(), nn.Dropout(p),
             nn.Linear(HIDDEN[0], HIDDEN[1]), nn.ReLU(), nn.Dropout(p),
-            nn.Linear(HIDDEN[1], splits.n_classes),
-        )
+            nn.Linear(HIDDEN[1], n_classes),
+        ).to(x.device)
         opt = torch.optim.Adam(model.parameters(), lr=lr)
         gen = torch.Generator().manual_seed(seed)
         acc = math.nan
         for _ in range(epochs):
             model.train()
-            running = 0.0
-            for idx in torch.randperm(len(x), generator=gen).split(batch):
+            running = torch.zeros((), device=x.device)
+            for idx in torch.randperm(len(x), generator=gen).to(x.device).split(batch):
                 loss = F.cross_entropy(model(x[idx]), y[idx])
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                running += loss.item() * len(idx)
+                running += loss.detach() * len(idx)
+            running.item()  # noqa: the epoch's train loss, as droplab records it
             model.eval()
             with torch.no_grad():
                 train_eval = F.cross_entropy(model(x), y).item()  # noqa: F841 (same metrics as droplab)
@@ -81,38 +91,52 @@ def plain_run(splits, p: float, seed: int, epochs: int, batch: int, lr: float) -
     return acc
 
 
-def matmul_gflops(seconds: float = 1.0) -> float:
-    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_gflops(device: torch.device, seconds: float = 1.0) -> tuple[int, float]:
+    """``(size, GFLOP/s)`` of a square float32 matmul: 1024 on the CPU, 4096 on a GPU."""
+    size = 4096 if device.type == "cuda" else 1024
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
     a @ b
+    _sync(device)
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         a @ b
         n += 1
-    return 2 * 1024**3 * n / (time.perf_counter() - t0) / 1e9
+        _sync(device)
+    return size, 2 * size**3 * n / (time.perf_counter() - t0) / 1e9
 
 
-def scaling(splits, batch: int, lr: float, ks=(1, 2, 4, 8, 16, 32, 64), steps: int = 20) -> list[tuple[int, float]]:
+def scaling(
+    splits, batch: int, lr: float, device: torch.device, ks=(1, 2, 4, 8, 16, 32, 64), steps: int = 20
+) -> list[tuple[int, float]]:
     """Milliseconds per population training step for K members (rates and seeds cycling)."""
     spec = ModelSpec(hidden=HIDDEN, dropout={"hidden": 0.0})
     out = []
-    train = TrainConfig(epochs=1, batch_size=batch, lr=lr, eval_train=False)
+    train = TrainConfig(epochs=1, batch_size=batch, lr=lr, eval_train=False, device=device.type)
     for k in ks:
         members = [
             Member(f"m{i}", {}, i % 5, train, rates=(RATES[i % len(RATES)],) * 2) for i in range(k)
         ]
         net = MLPNet(spec, splits.input_shape, splits.n_classes, members)
-        pop = Population(net, members, (splits.x_train, splits.y_train, splits.x_val, splits.y_val), "classification")
-        idx = torch.arange(batch).expand(k, -1)
+        data = (splits.x_train, splits.y_train, splits.x_val, splits.y_val)
+        pop = Population(net, members, data, "classification", device=device)
+        idx = torch.arange(batch, device=device).expand(k, -1)
         xb, yb = pop.x[idx], pop.y[idx]
         run = pop.runs[0]
         for i in range(steps + 3):
             if i == 3:
+                _sync(device)
                 t0 = time.perf_counter()
             u = pop._uniforms(batch)
             _, grads = net.train_step(pop.params, {}, xb, yb, u, "classification")
             for n, view in run.views.items():
                 view.grad = grads[n]
             run.optimizer.step()
+        _sync(device)
         out.append((k, (time.perf_counter() - t0) / steps * 1e3))
     return out
 
@@ -124,7 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=1e-2)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--skip-optuna", action="store_true")
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     args = ap.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: torch sees no CUDA device")
     if args.threads:
         torch.set_num_threads(args.threads)
     epochs, batch, lr = args.epochs, args.batch_size, args.lr
@@ -140,17 +168,29 @@ def main(argv: list[str] | None = None) -> int:
         f"batch {batch}, Adam lr {lr}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{os.cpu_count()} CPUs"
     )
-    gmm = matmul_gflops()
-    print(f"matmul 1024x1024 (same run): {gmm:.1f} GFLOP/s")
+    if device.type == "cuda":
+        print(f"device: {torch.cuda.get_device_name(device)}")
+    size, gmm = matmul_gflops(device)
+    print(f"matmul {size}x{size} float32 (same run): {gmm:.1f} GFLOP/s")
     # One-time costs out of the timings: the first torch.optim optimizer imports torch._dynamo
     # (seconds), whichever method builds one first would pay it; droplab's selection imports
     # scipy.stats for its t quantiles (about a second), which the plain loop never needs.
     torch.optim.Adam(nn.Linear(2, 2).parameters(), fused=True)
     import scipy.stats  # noqa: F401
 
+    data = (
+        splits.x_train.to(device), splits.y_train.to(device), splits.x_val.to(device),
+        splits.y_val.to(device), splits.n_classes,
+    )
     spec = ModelSpec(hidden=HIDDEN, dropout={"hidden": 0.0})
-    train = TrainConfig(epochs=epochs, batch_size=batch, lr=lr)
+    train = TrainConfig(epochs=epochs, batch_size=batch, lr=lr, device=device.type)
     with tempfile.TemporaryDirectory() as tmp:
+        if device.type == "cuda":  # CUDA context, kernels and handles load once, before any timing
+            plain_run(data, 0.5, 0, 1, batch, lr)
+            run_sweep(
+                spec, data=splits, space={"dropout.hidden": [0.0, 0.5]}, seeds=[0],
+                train=train.replace(epochs=1), store=os.path.join(tmp, "warm.db"), progress=False,
+            )
         t0 = time.perf_counter()
         res = run_sweep(
             spec, data=splits, space={"dropout.hidden": list(RATES)}, seeds=list(SEEDS), train=train,
@@ -160,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     ours = {row["params"]["dropout.hidden"]: [row["values"][str(s)] for s in SEEDS] for row in res.rows}
 
     t0 = time.perf_counter()
-    plain = {p: [plain_run(splits, p, s, epochs, batch, lr) for s in SEEDS] for p in RATES}
+    plain = {p: [plain_run(data, p, s, epochs, batch, lr) for s in SEEDS] for p in RATES}
     t_plain = time.perf_counter() - t0
 
     t_optuna = math.nan
@@ -177,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
 
             def objective(trial):
                 p, seed = trial.suggest_categorical("p", list(RATES)), trial.suggest_categorical("seed", list(SEEDS))
-                return plain_run(splits, p, seed, epochs, batch, lr)
+                return plain_run(data, p, seed, epochs, batch, lr)
 
             t0 = time.perf_counter()
             study.optimize(objective, n_trials=runs)
@@ -217,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("population size K vs step time (one training step, batch of %d per member):" % batch)
     print(f"{'K':>4} {'ms/step':>9} {'ms/member-step':>15}")
-    for k, ms in scaling(splits, batch, lr):
+    for k, ms in scaling(splits, batch, lr, device):
         print(f"{k:4d} {ms:9.2f} {ms / k:15.3f}")
     print(f"ratio vs plain PyTorch: {t_plain / t_droplab:.2f}")
     return 0 if all_agree else 1
