@@ -114,7 +114,7 @@ def test_manual_backward_equals_autograd():
     x, y, _, _ = _data()
     idx = torch.arange(16).expand(len(members), -1)
     u = torch.rand(len(members), 16, manual.uniform_width, generator=torch.Generator().manual_seed(0))
-    l1, g1 = manual.train_step(P, {}, x[idx], y[idx], u, "classification")
+    l1, g1 = manual.train_step(P, {}, x[idx], y[idx], u.clone(), "classification")  # u is consumed
     l2, g2 = auto.train_step(P, {}, x[idx], y[idx], u, "classification")
     torch.testing.assert_close(l1, l2)
     for name in g1:
@@ -126,7 +126,7 @@ def test_masks_are_nested_across_rates_and_drop_at_the_rate():
     rates = [0.1, 0.3, 0.5]
     members = [Member(f"p={p}", {}, 0, train, rates=(0.0, p, p)) for p in rates]
     net = MLPNet(SPEC, (12,), 3, members)
-    u = torch.rand(1, 2000, net.uniform_width, generator=torch.Generator().manual_seed(3)).expand(3, -1, -1)
+    u = torch.rand(1, 2000, net.uniform_width, generator=torch.Generator().manual_seed(3)).repeat(3, 1, 1)
     masks = net.masks(u)
     keep = [(masks[1][k] > 0) for k in range(3)]
     for lo, hi in zip(keep, keep[1:]):  # kept at the higher rate => kept at the lower rate

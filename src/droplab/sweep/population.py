@@ -14,8 +14,9 @@ Two engines compute the steps:
   ``(K, in, out)`` multiplied with ``torch.baddbmm``, and for ReLU a hand-written backward pass
   (no autograd graph; the ReLU and mask backward is one ``threshold_backward`` per layer).
   Dropout rates are per member: the uniforms behind the masks are drawn once per *seed* and
-  each member keeps ``u >= p_member`` (computed as ``(sign(u - p) + 1).clamp(max=1)``, which is
-  exact and avoids torch's slow boolean kernels on CPU). Members that share a seed therefore
+  each member keeps ``u >= p_member`` (``torch.ge`` written as 1.0/0.0 into the uniforms' own
+  memory, then scaled). Narrow products (an output layer of a few classes) are computed
+  transposed on the CPU, where the batched GEMM is slow for them. Members that share a seed therefore
   share the uniform draws, and their masks are nested across rates: common random numbers
   for paired comparisons.
 * :class:`ModuleNet` -- any ``nn.Module`` (the user's own, or droplab's other architectures):
@@ -191,6 +192,35 @@ def _loss_per_member(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Ten
     return (out - y).pow(2).mean((1, 2))
 
 
+_EVAL_CHUNK_BYTES = 8 << 20  # activations per evaluation chunk of a CPU MLP population
+_NARROW = 16  # batched CPU products with fewer output columns than this run transposed
+
+
+def _narrow(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.device.type == "cpu" and b.shape[2] < _NARROW and a.shape[1] > b.shape[2]
+
+
+def _bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b`` for ``(K, m, k) @ (K, k, n)``, in the orientation the CPU's batched GEMM runs fast.
+
+    With few output columns (an output layer of 10 classes) the batched GEMM behind
+    ``torch.bmm`` is slow on the CPU; ``(b^T a^T)^T`` is the same product with the long side as
+    columns. Measured at K=30 on 2 cores: ``(100, 256) @ (256, 10)`` 1.20 ms against 0.24 ms,
+    ``(256, 100) @ (100, 10)`` 1.13 ms against 0.22 ms; from 16 columns on there is no gain.
+    """
+    if _narrow(a, b):
+        return torch.bmm(b.transpose(1, 2), a.transpose(1, 2)).transpose(1, 2).contiguous()
+    return torch.bmm(a, b)
+
+
+def _baddbmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``bias + a @ b`` (``bias`` ``(K, 1, n)``), oriented as :func:`_bmm`."""
+    if _narrow(a, b):
+        out = torch.baddbmm(bias.transpose(1, 2), b.transpose(1, 2), a.transpose(1, 2))
+        return out.transpose(1, 2).contiguous()
+    return torch.baddbmm(bias, a, b)
+
+
 class _Net:
     """What a population needs from its network (see MLPNet and ModuleNet)."""
 
@@ -228,8 +258,9 @@ class MLPNet(_Net):
             other activations always use autograd over the same batched forward.
 
     Shape:
-        ``train_step`` takes ``x`` of shape ``(K, B, *input_shape)``; ``predict`` takes
-        ``(N, *input_shape)`` shared by all members and returns ``(K, N, n_outputs)``.
+        ``train_step`` takes ``x`` of shape ``(K, B, *input_shape)`` and the members' uniforms
+        ``u`` ``(K, B, uniform_width)``, which it overwrites with the dropout masks; ``predict``
+        takes ``(N, *input_shape)`` shared by all members and returns ``(K, N, n_outputs)``.
     """
 
     def __init__(
@@ -330,12 +361,16 @@ class MLPNet(_Net):
         return (1,)  # (K, in, out): unit j's incoming weights are [:, :, j]
 
     def masks(self, u: torch.Tensor | None) -> dict[int, torch.Tensor]:
-        """Per-position keep-and-scale masks from member uniforms ``u`` (K, B, width)."""
+        """Per-position keep-and-scale masks from member uniforms ``u`` (K, B, width).
+
+        ``u`` is overwritten: the masks are built in its memory.
+        """
         if u is None or not self.active:
             return {}
-        # keep = u >= p exactly: sign(u - p) is -1, 0 or 1 and u - p == 0 only when u == p.
-        # (Measured: faster than torch.where or a bool-times-scale product with broadcasting.)
-        m = (u - self.p_cols).sign_().add_(1.0).clamp_(max=1.0).mul_(self.s_cols)
+        # keep = u >= p, written as 1.0/0.0 into u itself, then scaled: two passes, no new
+        # tensor (measured 0.69 ms against 1.3 ms for a sign/clamp chain at K=30, B=100,
+        # width 512; torch.where took 4.4 ms).
+        m = torch.ge(u, self.p_cols, out=u).mul_(self.s_cols)
         return {i: m[:, :, a:b] for i, (a, b) in self.columns.items() if i in self.active}
 
     def _forward(self, P, x, masks, act) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -344,7 +379,7 @@ class MLPNet(_Net):
             h = h * masks[0]
         saved = [h]
         for i in range(self.depth - 1):
-            z = torch.baddbmm(P[f"b{i}"], h, P[f"W{i}"])
+            z = _baddbmm(P[f"b{i}"], h, P[f"W{i}"])
             if act is None:
                 z = z.relu_()
                 if i + 1 in masks:
@@ -356,7 +391,7 @@ class MLPNet(_Net):
             h = z
             saved.append(h)
         last = self.depth - 1
-        return torch.baddbmm(P[f"b{last}"], h, P[f"W{last}"]), saved
+        return _baddbmm(P[f"b{last}"], h, P[f"W{last}"]), saved
 
     def train_step(self, P, buffers, x, y, u, task):
         masks = self.masks(u)
@@ -373,11 +408,11 @@ class MLPNet(_Net):
             grads: dict[str, torch.Tensor] = {}
             for i in range(self.depth - 1, -1, -1):
                 h = saved[i]
-                grads[f"W{i}"] = torch.bmm(h.transpose(1, 2), d)
+                grads[f"W{i}"] = _bmm(h.transpose(1, 2), d)
                 grads[f"b{i}"] = d.sum(1, keepdim=True)
                 if i == 0:
                     break
-                dh = torch.bmm(d, P[f"W{i}"].transpose(1, 2))
+                dh = _bmm(d, P[f"W{i}"].transpose(1, 2))
                 if i in masks:
                     dh = dh.mul_(masks[i])
                 # h = relu(z) * mask > 0 exactly where both pass, so one threshold covers both.
@@ -398,7 +433,7 @@ class MLPNet(_Net):
             h = h.relu_() if self.activation == "relu" else act(h)
             if i in self.eval_scale:
                 h = h.mul_(self.eval_scale[i])
-            h = torch.baddbmm(P[f"b{i}"], h, P[f"W{i}"])
+            h = _baddbmm(P[f"b{i}"], h, P[f"W{i}"])
         return h
 
 
@@ -883,6 +918,9 @@ class Population:
     ) -> dict[str, list[float]]:
         """Per-member loss and accuracy (or RMSE) in eval mode, in chunks of eval_batch_size.
 
+        On the CPU a built-in MLP population takes fewer examples per chunk when the chunk's
+        activations would pass 8 MiB.
+
         Args:
             x, y: inputs and targets (targets in the population's task format).
             weights: stacked parameters to evaluate instead of the live ones (the keys of
@@ -905,6 +943,12 @@ class Population:
         total = torch.zeros(k, dtype=torch.float64, device=self.device)
         correct = torch.zeros(k, dtype=torch.long, device=self.device)
         step = self.cfg.eval_batch_size
+        widths = getattr(self.net, "widths", None)
+        if widths is not None and self.device.type == "cpu":
+            # A chunk's activations (k, rows, widest) beyond a few MiB are fresh pages at every
+            # allocation; measured at k=30, width 256: 1000 rows 268-361 ms an epoch's
+            # evaluation, 250 rows 215-252 ms.
+            step = max(1, min(step, _EVAL_CHUNK_BYTES // (k * max(widths) * 4)))
         for start in range(0, len(x), step):
             xb, yb = x[start : start + step], y[start : start + step]
             out = self.net.predict(P, B, xb)
