@@ -24,7 +24,8 @@ backward to inputs, backward to weights), an evaluated example 1x. Elementwise w
 counted, so GFLOP/s understates what any method does.
 
 On a GPU (``--device cuda``) all three run there: the data is moved once, the plain loop
-accumulates its loss on the device (one host sync per epoch, as droplab), and one short run of
+accumulates its loss on the device (one host sync per epoch, as droplab; on the CPU it calls
+``.item()`` per step, which costs less there than a tensor add), and one short run of
 each (a plain loop; a two-member droplab sweep) loads its CUDA kernels before anything is
 timed. The matmul reference is then 4096^3 in
 float32 (TF32 off, torch's default).
@@ -72,16 +73,17 @@ def plain_run(data, p: float, seed: int, epochs: int, batch: int, lr: float) -> 
         opt = torch.optim.Adam(model.parameters(), lr=lr)
         gen = torch.Generator().manual_seed(seed)
         acc = math.nan
+        gpu = x.device.type == "cuda"  # there, .item() per step would wait for the GPU each time
         for _ in range(epochs):
             model.train()
-            running = torch.zeros((), device=x.device)
+            running = torch.zeros((), device=x.device) if gpu else 0.0
             for idx in torch.randperm(len(x), generator=gen).to(x.device).split(batch):
                 loss = F.cross_entropy(model(x[idx]), y[idx])
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                running += loss.detach() * len(idx)
-            running.item()  # noqa: the epoch's train loss, as droplab records it
+                running += loss.detach() * len(idx) if gpu else loss.item() * len(idx)
+            train_loss = float(running) / len(x)  # noqa: F841 (the epoch's train loss, as droplab records it)
             model.eval()
             with torch.no_grad():
                 train_eval = F.cross_entropy(model(x), y).item()  # noqa: F841 (same metrics as droplab)
