@@ -59,14 +59,6 @@ def test_paired_difference_uses_shared_seeds_only():
 
 
 # --- sweeps --------------------------------------------------------------------------------------
-def toy_tensors(seed=0, n=200, nv=80, nt=60):
-    g = torch.Generator().manual_seed(seed)
-    w = torch.randn(10, 3, generator=g)
-    x = torch.randn(n + nv + nt, 10, generator=g)
-    y = (x @ w + 0.7 * torch.randn(n + nv + nt, 3, generator=g)).argmax(1)
-    return x[:n], y[:n], x[n : n + nv], y[n : n + nv], x[n + nv :], y[n + nv :]
-
-
 def _build(cfg):
     return nn.Sequential(nn.Linear(10, 24), nn.ReLU(), nn.Dropout(cfg["dropout"]), nn.Linear(24, 3))
 
