@@ -125,15 +125,17 @@ class _Stop(Exception):
     pass
 
 
-def test_interrupted_sweep_resumes_to_the_same_results(tmp_path):
-    data = toy_tensors(1)
-    kw = dict(
+def _resume_kw(device):
+    return dict(
         space={"dropout.hidden": [0.0, 0.3], "train.lr": [1e-2, 2e-2]}, seeds=2,
-        train=TrainConfig(epochs=4, batch_size=40, lr=1e-2, early_stopping="patience", patience=2),
+        train=TrainConfig(epochs=4, batch_size=40, lr=1e-2, early_stopping="patience", patience=2, device=device),
         progress=False, checkpoint_seconds=0,
     )
-    ref = run_sweep(SPEC, data=data, store=tmp_path / "ref.db", **kw)
 
+
+def _crash_and_resume(data, tmp_path, kw):
+    """An uninterrupted sweep, and one cut after its second epoch event then resumed."""
+    ref = run_sweep(SPEC, data=data, store=tmp_path / "ref.db", **kw)
     calls = []
 
     def crash(info):
@@ -147,9 +149,15 @@ def test_interrupted_sweep_resumes_to_the_same_results(tmp_path):
         assert st.summary() is None and {r["status"] for r in st.runs()} == {"running"}
     again = run_sweep(SPEC, data=data, store=tmp_path / "cut.db", **kw)
     assert _runs(tmp_path / "ref.db") == _runs(tmp_path / "cut.db")
+    assert [r["values"] for r in again.rows] == [r["values"] for r in ref.rows]
+    return ref, again
+
+
+def test_interrupted_sweep_resumes_to_the_same_results(tmp_path):
+    data, kw = toy_tensors(1), _resume_kw("cpu")
+    ref, again = _crash_and_resume(data, tmp_path, kw)
     with Store.open(tmp_path / "cut.db", mode="r") as st:
         assert len(st.runs()) == 8 and {r["attempts"] for r in st.runs()} == {2}
-    assert [r["values"] for r in again.rows] == [r["values"] for r in ref.rows]
     assert (again.best, again.one_se) == (ref.best, ref.one_se)
     # A finished study is read back, not retrained.
     third = run_sweep(SPEC, data=data, store=tmp_path / "cut.db", **kw)
@@ -267,25 +275,8 @@ def test_tpe_sweep_runs_in_rounds_and_replays_on_resume(tmp_path):
 def test_cuda_sweep_population_resumes_to_the_same_results(tmp_path):
     # Population on the GPU: CUDA mask generators, fused Adam, compaction, checkpoints mapped
     # back onto the device, and CPU generator states restored from them.
-    data = toy_tensors(1)
-    kw = dict(
-        space={"dropout.hidden": [0.0, 0.3], "train.lr": [1e-2, 2e-2]}, seeds=2,
-        train=TrainConfig(epochs=4, batch_size=40, lr=1e-2, early_stopping="patience", patience=2, device="cuda"),
-        progress=False, checkpoint_seconds=0,
-    )
-    ref = run_sweep(SPEC, data=data, store=tmp_path / "ref.db", **kw)
-    calls = []
-
-    def crash(info):
-        calls.append(info["epoch"])
-        if len(calls) == 2:
-            raise _Stop
-
-    with pytest.raises(_Stop):
-        run_sweep(SPEC, data=data, store=tmp_path / "cut.db", on_epoch=crash, **kw)
-    again = run_sweep(SPEC, data=data, store=tmp_path / "cut.db", **kw)
-    assert _runs(tmp_path / "ref.db") == _runs(tmp_path / "cut.db")
-    assert [r["values"] for r in again.rows] == [r["values"] for r in ref.rows]
+    data, kw = toy_tensors(1), _resume_kw("cuda")
+    ref, _ = _crash_and_resume(data, tmp_path, kw)
     with Store.open(tmp_path / "ref.db", mode="r") as st:
         runs = st.runs()
     assert {r["cost"]["population_size"] for r in runs} == {8}
