@@ -13,13 +13,14 @@ run:
 3. Optuna: a study with ``GridSampler`` over (rate, seed) running the same plain loop trial by
    trial.
 
-droplab runs twice, before and after the plain loop (the ratio uses the mean: this machine's
-speed drifts over a minute), and must give the same accuracies both times. It checks that the
-three agree statistically (per rate, Welch's t-test on the final validation
-accuracies of the 5 seeds, p > 0.01 / 6; Optuna must equal the plain loop exactly), prints the
-achieved GFLOP/s of each against a plain matmul measured in the same run, and how the time of one
-population step grows with the population size K = 1, 2, 4, ..., 64. The last line is
-``ratio vs plain PyTorch: N.NN`` (plain time / droplab's mean time).
+droplab runs three times, interleaved with the two halves of the plain loop (this machine's
+speed drifts over a minute; each half is set against the droplab runs on either side), and must
+give the same accuracies each time. It checks that the three methods agree statistically (per
+rate, Welch's t-test on the final validation accuracies of the 5 seeds, p > 0.01 / 6; Optuna
+must equal the plain loop exactly), prints the achieved GFLOP/s of each against a plain matmul
+measured in the same run, and how the time of one population step grows with the population
+size K = 1, 2, 4, ..., 64. The last line is
+``ratio vs plain PyTorch: N.NN`` (plain time / droplab's time, ``(d1 + 2 d2 + d3) / 4``).
 
 FLOPs counted: 2 per multiply-add; a training example costs 3x its forward pass (forward,
 backward to inputs, backward to weights), an evaluated example 1x. Elementwise work is not
@@ -202,14 +203,24 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda":  # CUDA context, kernels and handles load once, before any timing
         plain_run(data, 0.5, 0, 1, batch, lr)
         droplab_sweep([0.0, 0.5], [0], train.replace(epochs=1))
-    # droplab is timed before and after the plain loop and the ratio takes the mean of the two:
-    # this machine's speed drifts by 10-30% over a minute, and the plain loop takes that long.
-    t_first, ours = droplab_sweep(RATES, SEEDS, train)
-    t0 = time.perf_counter()
-    plain = {p: [plain_run(data, p, s, epochs, batch, lr) for s in SEEDS] for p in RATES}
-    t_plain = time.perf_counter() - t0
-    t_second, again = droplab_sweep(RATES, SEEDS, train)
-    t_droplab = (t_first + t_second) / 2
+    # This machine's speed drifts by 10-30% within a minute, so the two methods are interleaved:
+    # droplab, the first half of the plain loop, droplab, the second half, droplab. Each half is
+    # set against the mean of the droplab runs on either side of it, so droplab's time for the
+    # whole plain window is (d1 + 2 d2 + d3) / 4.
+    half = len(RATES) // 2
+    plain: dict[float, list[float]] = {}
+    t_runs, t_plain, results = [], 0.0, []
+    for rates in (RATES[:half], RATES[half:], None):
+        seconds, res = droplab_sweep(RATES, SEEDS, train)
+        t_runs.append(seconds)
+        results.append(res)
+        if rates is None:
+            break
+        t0 = time.perf_counter()
+        plain.update({p: [plain_run(data, p, s, epochs, batch, lr) for s in SEEDS] for p in rates})
+        t_plain += time.perf_counter() - t0
+    ours = results[0]
+    t_droplab = (t_runs[0] + 2 * t_runs[1] + t_runs[2]) / 4
 
     t_optuna = math.nan
     optuna_acc: dict[float, list[float]] = {}
@@ -256,13 +267,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{b.mean:8.4f} +- {b.half_width:.4f} {opt:>15}  {'yes' if agree else 'NO'}"
         )
     print(f"accuracy statistics agree: {'yes' if all_agree else 'NO'}")
-    same = again == ours
+    same = all(r == ours for r in results)
     all_agree &= same
-    print(f"droplab's second run gave the same accuracies to the last bit: {'yes' if same else 'NO'}")
+    print(f"droplab's three runs gave the same accuracies to the last bit: {'yes' if same else 'NO'}")
     print()
     print(f"{'method':<28} {'seconds':>9} {'GFLOP/s':>9} {'% of matmul':>12}")
     rows = (
-        ("droplab population (mean)", t_droplab), ("  first run", t_first), ("  second run", t_second),
+        ("droplab population", t_droplab), *((f"  run {i + 1}", t) for i, t in enumerate(t_runs)),
         ("plain PyTorch, one by one", t_plain), ("Optuna grid, trial by trial", t_optuna),
     )
     for name, t in rows:
