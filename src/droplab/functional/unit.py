@@ -26,8 +26,8 @@ from torch import Tensor
 
 from droplab._checks import check_choice, check_probability, check_rank
 from droplab.errors import ConfigError
-from droplab.functional._counter import counter_backend, counter_dropout, draw_seed
 from droplab.functional import _random
+from droplab.functional._counter import counter_backend, counter_dropout, draw_seed
 
 __all__ = [
     "dropout",

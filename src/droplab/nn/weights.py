@@ -14,8 +14,8 @@ from torch import nn
 
 from droplab._checks import check_choice, check_positive_int
 from droplab.errors import ConfigError
-from droplab.functional.weights import drop_connect
 from droplab.functional import _random
+from droplab.functional.weights import drop_connect
 from droplab.nn._base import StochasticLayer
 
 __all__ = ["DropConnect"]

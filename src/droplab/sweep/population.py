@@ -15,10 +15,10 @@ Two engines compute the steps:
   (no autograd graph; the ReLU and mask backward is one ``threshold_backward`` per layer).
   Dropout rates are per member: the uniforms behind the masks are drawn once per *seed* and
   each member keeps ``u >= p_member`` (``torch.ge`` written as 1.0/0.0 into the uniforms' own
-  memory, then scaled). Narrow products (an output layer of a few classes) are computed
-  transposed on the CPU, where the batched GEMM is slow for them. Members that share a seed therefore
-  share the uniform draws, and their masks are nested across rates: common random numbers
-  for paired comparisons.
+  memory, then scaled). Members that share a seed therefore share the uniform draws, and their
+  masks are nested across rates: common random numbers for paired comparisons. Narrow products
+  (an output layer of a few classes) are computed transposed on the CPU, where the batched GEMM
+  is slow for them.
 * :class:`ModuleNet` -- any ``nn.Module`` (the user's own, or droplab's other architectures):
   ``torch.func.stack_module_state`` + ``functional_call`` + ``vmap(grad_and_value(...),
   randomness="different")``. Batch-norm running statistics are stacked buffers and update per
@@ -943,12 +943,11 @@ class Population:
         total = torch.zeros(k, dtype=torch.float64, device=self.device)
         correct = torch.zeros(k, dtype=torch.long, device=self.device)
         step = self.cfg.eval_batch_size
-        widths = getattr(self.net, "widths", None)
-        if widths is not None and self.device.type == "cpu":
+        if isinstance(self.net, MLPNet) and self.device.type == "cpu":
             # A chunk's activations (k, rows, widest) beyond a few MiB are fresh pages at every
             # allocation; measured at k=30, width 256: 1000 rows 268-361 ms an epoch's
             # evaluation, 250 rows 215-252 ms.
-            step = max(1, min(step, _EVAL_CHUNK_BYTES // (k * max(widths) * 4)))
+            step = max(1, min(step, _EVAL_CHUNK_BYTES // (k * max(self.net.widths) * 4)))
         for start in range(0, len(x), step):
             xb, yb = x[start : start + step], y[start : start + step]
             out = self.net.predict(P, B, xb)
