@@ -1066,6 +1066,7 @@ class _Engine:
         self.resolved: dict[str, _Resolved] = {}
         self.config_ids: dict[str, int] = {}
         self.pop_keys: dict[tuple[str, int], str] = {}  # (config key, seed) -> population key
+        self._finals: dict[str, Population | None] = {}  # one finished population, for the test split
         self.parts: dict[str, list[tuple[_Resolved, int]]] = {}  # population key -> members
 
     # -- validation ------------------------------------------------------------------------------
@@ -1466,11 +1467,11 @@ class _Engine:
         Its state is the final checkpoint's, so the test split needs no reload from the store.
         One population is held at a time; ``None`` releases the one held.
         """
-        self.__dict__["_finals"] = {} if pop is None else {pkey: pop}
+        self._finals = {} if pop is None else {pkey: pop}
 
     def _final_population(self, pkey: str, splits) -> Population | None:
         """The population ``pkey`` as its final checkpoint left it (cached: loaded once)."""
-        cache = self.__dict__.setdefault("_finals", {})
+        cache = self._finals
         if pkey not in cache:
             ck = self.store.load_checkpoint(pkey)
             pop = None
