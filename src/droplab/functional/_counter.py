@@ -142,8 +142,10 @@ def _own_code(fn: Callable[..., Tensor], tag: str) -> Callable[..., Tensor]:
 def _run(name: str, numel: int, rows: int, *args: Any) -> Tensor:
     global _compile_failed
     eager = _EAGER[name]
-    # Inside a user's torch.compile trace the eager ops are traced and fused by the outer graph.
-    if counter_backend() == "eager" or torch.compiler.is_compiling():
+    # Inside a user's torch.compile trace the eager ops are traced and fused by the outer graph;
+    # inside torch.jit.trace a nested torch.compile cannot run (it fails, and that failure must
+    # not switch the whole process to eager), so the eager ops are recorded instead.
+    if counter_backend() == "eager" or torch.compiler.is_compiling() or torch.jit.is_tracing():
         return eager(*args)
     key = (name, numel < _SERIAL_BELOW, rows > 1)  # one row is specialised apart by dynamo
     fn = _compiled.get(key)
@@ -501,4 +503,8 @@ def counter_dropout(
         tuple(math.ceil(r * 2**_U_BITS) for r in rates_r),
         tuple(1.0 / (1.0 - r) if scale else 1.0 for r in rates_r),
     )
+    if torch.jit.is_tracing():
+        # jit.trace cannot record an autograd.Function with a non-tensor argument (the plan):
+        # record the eager kernel's ops, which autograd differentiates as usual.
+        return _launch("dropout", plan, m, x.reshape(rows, m), x.device).reshape(x.shape)
     return _CounterDropout.apply(x.contiguous(), plan, m)

@@ -161,7 +161,12 @@ def dropout(
 def _use_counter(x: Tensor) -> bool:
     """Whether :func:`dropout` takes the counter-hash path for ``x`` (see module docstring)."""
     # Under vmap/grad transforms tensors are functorch wrappers; the autograd.Function of the
-    # counter path has no vmap rule, so those keep torch's generator.
+    # counter path has no vmap rule, so those keep torch's generator. Inside a user's
+    # torch.compile or torch.jit.trace the mask comes from torch's random ops, which the tracer
+    # records as ops: the counter path's seed is a Python int drawn per call, which dynamo
+    # would specialise on (a recompile per step) and jit.trace would freeze into a constant.
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return False
     return (
         x.numel() >= COUNTER_MIN_NUMEL
         and x.is_floating_point()
