@@ -28,7 +28,9 @@ __all__ = [
 
 
 def _is_real(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    # numbers.Real admits numpy's float and integer scalars (np.float32(0.25), as torch does);
+    # bools (Python's and numpy's) are refused: True is not a rate.
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def check_probability(name: str, value: Any, *, allow_one: bool = False) -> float:

@@ -281,3 +281,19 @@ def test_layer_on_cuda_with_a_cuda_generator_draws_only_from_it(factory):
     assert outs[0].device.type == "cuda" and outs[0].shape == case.eval_output.shape
     assert torch.equal(outs[0], outs[1]) and not torch.equal(outs[0], outs[2])
     assert torch.equal(torch.cuda.get_rng_state(), state), "the layer consumed the global CUDA RNG"
+
+
+# -- rates given as numpy scalars (issue 20, item 5) ---------------------------------------------
+
+
+@pytest.mark.parametrize("factory", PARAMS)
+def test_numpy_scalar_rate_is_accepted(factory, monkeypatch):
+    import numpy as np
+
+    # The factories read the module-level P when called: make it a numpy float32 (torch accepts
+    # nn.Dropout(np.float32(0.25)); a rate from a numpy array or a config loaded with numpy).
+    monkeypatch.setitem(globals(), "P", np.float32(P))
+    case = _build(factory)
+    assert isinstance(case.layer.p, float) and case.layer.p == pytest.approx(0.3)
+    out = case.pick(case.layer.train()(*case.inputs))
+    assert out.shape == case.eval_output.shape
