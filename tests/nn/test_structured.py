@@ -236,9 +236,11 @@ def test_errors():
         DF.drop_block1d(x, 0.1, 3)
     with pytest.raises(ConfigError, match=r"drop_block3d expects a 5D input"):
         DF.drop_block3d(x, 0.1, 3)
+    # A block larger than the input is clamped in training and ignored in eval (issue 20,
+    # test_layer_rules.py); the gamma formula itself still refuses it.
     with pytest.raises(ConfigError, match=r"block_size=9 does not fit the spatial size \(8, 10\); "
                        r"block_size must be <= 8"):
-        DF.drop_block2d(x, 0.1, 9)
+        drop_block_gamma(0.1, 9, (8, 10))
     with pytest.raises(ConfigError, match=r"block_size must be a positive integer, got 0"):
         DF.drop_block2d(x, 0.1, 0)
     with pytest.raises(ConfigError, match=r"block_size must be a positive integer, got 2.5"):
@@ -249,5 +251,7 @@ def test_errors():
         dn.DropBlock1d(-0.1, 3)
     with pytest.raises(ConfigError, match=r"schedule_steps must be a non-negative integer, got -1"):
         dn.DropBlock2d(0.1, 3, schedule_steps=-1)
-    with pytest.raises(ConfigError, match=r"block_size=9 does not fit"):
-        dn.DropBlock2d(0.1, 9).eval()(x)  # a misfit is reported in eval mode too
+    with pytest.raises(ConfigError, match=r"with_noise must be true or false, got 1"):
+        DF.drop_block2d(x, 0.1, 3, with_noise=1)
+    with pytest.raises(ConfigError, match=r"with_noise must be true or false, got 'yes'"):
+        dn.DropBlock2d(0.1, 3, with_noise="yes")

@@ -1,5 +1,11 @@
 """Where the dropout family draws its random numbers: one rule for every layer.
 
+Numbers are drawn in float32 whatever the dtype of the tensor they will mask: bfloat16's 8-bit
+and float16's 11-bit mantissas would quantize a rate (``u < p`` with bfloat16 ``u`` drops at a
+rate rounded to a multiple of 2**-8: DropConnect at p=0.002 dropped 0.0039), and the same seed
+then gives a float16, bfloat16, float32 or float64 input the same masks. Callers compare or
+combine in float32 and cast the finished mask to the input's dtype.
+
 Numbers come from the generator the caller passed, on that generator's device, and are moved to
 the tensor's device when the two differ. A seeded CPU ``torch.Generator`` therefore works for a
 model on any device and gives it the same masks it gives on the CPU (torch itself refuses a CPU
@@ -23,11 +29,10 @@ def _draw(
     shape: Sequence[int],
     generator: torch.Generator | None,
     device: torch.device | str,
-    dtype: torch.dtype,
 ) -> Tensor:
     device = torch.device(device)
     where = device if generator is None else generator.device
-    out = fn(tuple(shape), generator=generator, device=where, dtype=dtype)
+    out = fn(tuple(shape), generator=generator, device=where, dtype=torch.float32)
     return out if _same(where, device) else out.to(device)
 
 
@@ -41,20 +46,14 @@ def _same(a: torch.device, b: torch.device) -> bool:
 
 
 def rand(
-    shape: Sequence[int],
-    generator: torch.Generator | None,
-    device: torch.device | str,
-    dtype: torch.dtype = torch.float32,
+    shape: Sequence[int], generator: torch.Generator | None, device: torch.device | str
 ) -> Tensor:
-    """``torch.rand(shape)`` on ``device``, drawn from ``generator`` (see the module docstring)."""
-    return _draw(torch.rand, shape, generator, device, dtype)
+    """``torch.rand(shape)`` in float32 on ``device``, from ``generator`` (see module docstring)."""
+    return _draw(torch.rand, shape, generator, device)
 
 
 def randn(
-    shape: Sequence[int],
-    generator: torch.Generator | None,
-    device: torch.device | str,
-    dtype: torch.dtype = torch.float32,
+    shape: Sequence[int], generator: torch.Generator | None, device: torch.device | str
 ) -> Tensor:
-    """``torch.randn(shape)`` on ``device``, drawn from ``generator`` (see the module docstring)."""
-    return _draw(torch.randn, shape, generator, device, dtype)
+    """``torch.randn(shape)`` in float32 on ``device``, from ``generator`` (see module docstring)."""
+    return _draw(torch.randn, shape, generator, device)

@@ -61,8 +61,8 @@ def concrete_drop_mask(
     logit = _as_logit(p_logit, ref)
     dtype = dtype if dtype is not None else logit.dtype
     device = device if device is not None else logit.device
-    u = _random.rand(shape, generator, device, dtype)
-    logit_u = torch.log(u + eps) - torch.log(1 - u + eps)
+    u = _random.rand(shape, generator, device)  # float32 for every dtype (see _random)
+    logit_u = (torch.log(u + eps) - torch.log(1 - u + eps)).to(dtype)
     return torch.sigmoid((logit.to(dtype) - logit_u) / temperature)
 
 

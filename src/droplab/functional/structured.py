@@ -11,7 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from droplab._checks import check_positive_int, check_probability, check_rank
+from droplab._checks import check_bool, check_positive_int, check_probability, check_rank
 from droplab.errors import ConfigError
 from droplab.functional import _random
 
@@ -59,34 +59,48 @@ def _drop_block_nd(
     dims: int,
     *,
     shared_channels: bool,
+    with_noise: bool,
     training: bool,
     generator: torch.Generator | None,
 ) -> torch.Tensor:
     name = f"drop_block{dims}d"
     p = check_probability("p", p)
     block_size = check_positive_int("block_size", block_size)
+    with_noise = check_bool("with_noise", with_noise)
     check_rank(name, x, (dims + 2,), _LAYOUT[dims])
-    spatial = tuple(x.shape[2:])
-    gamma = drop_block_gamma(p, block_size, spatial)  # also validates block_size vs input
-    if not training or p == 0:
+    # Eval is the identity whatever the input's size; an empty input has nothing to drop.
+    if not training or p == 0 or x.numel() == 0:
         return x
 
+    spatial = tuple(x.shape[2:])
+    # A block larger than the input is clamped to the smallest spatial size, as timm and
+    # torchvision do (a square/cubic block, so on (3, 10) a block of 7 becomes 3x3).
+    block_size = min(block_size, *spatial)
+    gamma = drop_block_gamma(p, block_size, spatial)
     n, c = x.shape[:2]
     valid = tuple(s - block_size + 1 for s in spatial)
-    u = _random.rand((n, 1 if shared_channels else c, *valid), generator, x.device, x.dtype)
-    seeds = (u < gamma).to(x.dtype)
+    # Uniforms in float32 whatever x's dtype (see functional/_random.py), and the mask is built
+    # in float32: float16 would overflow counting kept units (65504) and bfloat16 would round it.
+    u = _random.rand((n, 1 if shared_channels else c, *valid), generator, x.device)
+    seeds = (u < gamma).to(torch.float32)
     # A seed at valid position i drops [i, i + block_size - 1] along each axis, so unit j is
     # dropped iff some seed lies in [j - block_size + 1, j]. Zero-padding block_size - 1 on both
     # sides and max-pooling with an unpadded window of block_size gives exactly that, for odd
     # and even block sizes alike (symmetric "same" padding shifts even blocks by one).
     pad = [block_size - 1] * (2 * dims)
-    dropped = _POOL[dims](F.pad(seeds, pad), kernel_size=block_size, stride=1)
-    keep = 1 - dropped
+    keep = 1 - _POOL[dims](F.pad(seeds, pad), kernel_size=block_size, stride=1)
+    if with_noise:
+        # timm's with_noise: dropped units take standard normal noise, kept units stay as they
+        # are (no rescaling). Drawn after the mask, so the mask is the one without noise.
+        noise = _random.randn(x.shape, generator, x.device)
+        return x * keep.to(x.dtype) + (noise * (1 - keep)).to(x.dtype)
     # Paper: A = A * count(M) / count_ones(M). Normalising by the realised kept count (not by
     # the expected one) keeps the tensor's total activation fixed; all-dropped gives zeros.
     # clamp_min(1): when nothing is kept the mask is all zeros anyway, so the output is zeros.
-    scale = keep.numel() / keep.sum().clamp_min(1)
-    return x * (keep * scale)
+    # Counted as an integer: exact at any size (a float16 sum overflowed: issue 20).
+    scale = keep.numel() / keep.count_nonzero().clamp_min(1)
+    # x first: the product keeps x's memory format (channels_last stays channels_last).
+    return x * (keep * scale).to(x.dtype)
 
 
 def drop_block1d(
@@ -95,6 +109,7 @@ def drop_block1d(
     block_size: int,
     *,
     shared_channels: bool = False,
+    with_noise: bool = False,
     training: bool = True,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
@@ -110,8 +125,8 @@ def drop_block1d(
         >>> y = drop_block1d(torch.randn(4, 8, 100), 0.1, 5)
     """
     return _drop_block_nd(
-        x, p, block_size, 1, shared_channels=shared_channels, training=training,
-        generator=generator,
+        x, p, block_size, 1, shared_channels=shared_channels, with_noise=with_noise,
+        training=training, generator=generator,
     )
 
 
@@ -121,6 +136,7 @@ def drop_block2d(
     block_size: int,
     *,
     shared_channels: bool = False,
+    with_noise: bool = False,
     training: bool = True,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
@@ -135,6 +151,10 @@ def drop_block2d(
     zeros). Masks are drawn as ``u = torch.rand(...)``, seed where ``u < gamma``, so for the same
     draws the dropped set at a lower ``p`` is contained in the one at a higher ``p``.
 
+    Uniforms are drawn and the mask is built in float32 whatever the input's dtype, so a
+    float16, bfloat16 or float64 input gets the float32 input's mask and rate; the output has
+    the input's dtype and memory format. An empty input (no channels, say) is returned as is.
+
     Because the normalisation uses the realised kept count, the output is not mean preserving
     unit by unit (units near the border are dropped less often and so come out scaled up on
     average); it preserves the sum over the whole tensor of a constant input exactly.
@@ -142,13 +162,17 @@ def drop_block2d(
     Args:
         x: input feature map.
         p: target fraction of units to drop, in [0, 1) (the paper's ``1 - keep_prob``).
-        block_size: side of the square block; must not exceed any spatial size. Odd and even
-            sizes both give blocks of exactly ``block_size`` units per side.
+        block_size: side of the square block. Odd and even sizes both give blocks of exactly
+            ``block_size`` units per side. In training, a block larger than the input is clamped
+            to the smallest spatial size (as timm and torchvision do); eval ignores it.
         shared_channels: draw one mask per example shared by all channels (timm's
             ``batchwise`` option spirit); default ``False`` draws one per (example, channel)
             like torchvision.
-        training: apply the mask; ``False`` returns ``x`` itself.
-        generator: optional ``torch.Generator`` for the mask.
+        with_noise: fill dropped units with standard normal noise and leave kept units
+            unscaled, as timm's ``with_noise=True`` (default ``False``: zeros and rescaling).
+            The mask is the one drawn without noise from the same generator state.
+        training: apply the mask; ``False`` returns ``x`` itself (whatever its size).
+        generator: optional ``torch.Generator`` for the mask (and the noise).
 
     Shape:
         ``(N, C, H, W)`` in and out.
@@ -157,8 +181,8 @@ def drop_block2d(
         >>> y = drop_block2d(torch.randn(2, 16, 32, 32), 0.1, 7)
     """
     return _drop_block_nd(
-        x, p, block_size, 2, shared_channels=shared_channels, training=training,
-        generator=generator,
+        x, p, block_size, 2, shared_channels=shared_channels, with_noise=with_noise,
+        training=training, generator=generator,
     )
 
 
@@ -168,6 +192,7 @@ def drop_block3d(
     block_size: int,
     *,
     shared_channels: bool = False,
+    with_noise: bool = False,
     training: bool = True,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
@@ -183,6 +208,6 @@ def drop_block3d(
         >>> y = drop_block3d(torch.randn(2, 4, 8, 16, 16), 0.1, 3)
     """
     return _drop_block_nd(
-        x, p, block_size, 3, shared_channels=shared_channels, training=training,
-        generator=generator,
+        x, p, block_size, 3, shared_channels=shared_channels, with_noise=with_noise,
+        training=training, generator=generator,
     )

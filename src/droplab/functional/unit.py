@@ -8,8 +8,10 @@ so float16/bfloat16/float64 inputs get exactly the masks a float32 input would, 
 8-bit mantissa does not quantize the rate.
 
 Large tensors take a faster path in :func:`dropout` (inverted mode, no shared axes, at least
-``COUNTER_MIN_NUMEL`` elements, torch.compile available): the mask is a counter-based hash of a
-seed drawn from the same generator and the element index (:mod:`droplab.functional._counter`).
+``COUNTER_MIN_NUMEL`` elements, torch.compile available, a dense memory layout, not inside a
+user's torch.compile or torch.jit.trace): the mask is a counter-based hash of a seed drawn from
+the same generator and the element's index in memory order (:mod:`droplab.functional._counter`),
+so a channels_last input keeps its format without a copy.
 It is the same for any thread count, nested across rates in the same way (``u < p``), and
 regenerated in backward instead of stored. Below the threshold, a compiled call costs more than
 it saves (measured: break-even near 64K elements), so torch's generator is used.
@@ -152,10 +154,31 @@ def dropout(
     if p == 0.0:
         return x
     if mode == "inverted" and not axes and _use_counter(x):
-        return counter_dropout(x, p, draw_seed(generator))
+        order = _memory_order(x)
+        if order is not None:
+            return _counter_in_memory_order(x, p, draw_seed(generator), order)
     shape = [1 if d in axes else size for d, size in enumerate(x.shape)]
     keep = _keep_mask(shape, p, x, generator)
     return x * _scaled_mask(keep, p, x.dtype, inverted=mode == "inverted")
+
+
+def _memory_order(x: Tensor) -> tuple[int, ...] | None:
+    """Dimensions of ``x`` from the slowest to the fastest in memory, if ``x`` is dense.
+
+    ``x.permute(order)`` is then contiguous: ``(0, 2, 3, 1)`` for a channels_last image batch.
+    ``None`` for overlapping or gapped views (slices, expands), which take torch's generator.
+    """
+    order = tuple(sorted(range(x.dim()), key=lambda d: -x.stride(d)))  # stable: ties keep order
+    return order if x.permute(order).is_contiguous() else None
+
+
+def _counter_in_memory_order(x: Tensor, p: float, seed: int, order: tuple[int, ...]) -> Tensor:
+    # The counter kernels run over memory, row-major: on the permuted view that is contiguous,
+    # so a channels_last input costs no copy and its output is channels_last again. Element
+    # indices therefore follow memory order (a channels_last and a contiguous copy of the same
+    # values get different masks, each deterministic for its seed).
+    inverse = tuple(sorted(range(len(order)), key=order.__getitem__))
+    return counter_dropout(x.permute(order), p, seed).permute(inverse)
 
 
 def _use_counter(x: Tensor) -> bool:
@@ -267,9 +290,10 @@ def alpha_dropout(
         return x
     a = ((1.0 - p) * (1.0 + p * _ALPHA_PRIME**2)) ** -0.5
     b = -a * p * _ALPHA_PRIME
-    keep = _keep_mask(x.shape, p, x, generator)
-    off = torch.full((), _ALPHA_PRIME, dtype=x.dtype, device=x.device)
-    return torch.where(keep, x, off) * a + b
+    keep = _keep_mask(x.shape, p, x, generator).to(x.dtype)
+    # a * (keep ? x : alpha') + b, written with x as the first operand of a product so the
+    # output keeps x's memory format (torch.where takes the mask's, a contiguous one).
+    return x * (keep * a) + (keep * (-a * _ALPHA_PRIME) + (a * _ALPHA_PRIME + b))
 
 
 def drop_path(

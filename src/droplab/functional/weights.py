@@ -47,5 +47,5 @@ def drop_connect(
     p = check_probability("p", p)
     if not training or p == 0:
         return weight
-    u = _random.rand(weight.shape, generator, weight.device, weight.dtype)
+    u = _random.rand(weight.shape, generator, weight.device)  # float32 for every dtype
     return weight * ((u >= p).to(weight.dtype) / (1 - p))

@@ -11,7 +11,7 @@ from typing import ClassVar
 
 import torch
 
-from droplab._checks import check_nonneg_int, check_positive_int
+from droplab._checks import check_bool, check_nonneg_int, check_positive_int
 from droplab.functional.structured import drop_block1d, drop_block2d, drop_block3d
 from droplab.nn._base import StochasticLayer
 
@@ -35,11 +35,13 @@ class _DropBlockNd(StochasticLayer):
         shared_channels: bool = False,
         schedule_steps: int = 0,
         *,
+        with_noise: bool = False,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(p, generator=generator)
         self.block_size = check_positive_int("block_size", block_size)
         self.shared_channels = bool(shared_channels)
+        self.with_noise = check_bool("with_noise", with_noise)
         self.schedule_steps = check_nonneg_int("schedule_steps", schedule_steps)
         # A buffer, so the schedule's progress is saved and restored with the model.
         self.register_buffer("schedule_step", torch.zeros((), dtype=torch.long))
@@ -59,6 +61,7 @@ class _DropBlockNd(StochasticLayer):
             self.current_p,
             self.block_size,
             shared_channels=self.shared_channels,
+            with_noise=self.with_noise,
             training=self.training,
             generator=self.generator,
         )
@@ -67,6 +70,8 @@ class _DropBlockNd(StochasticLayer):
         parts = [f"p={self.p}", f"block_size={self.block_size}"]
         if self.shared_channels:
             parts.append("shared_channels=True")
+        if self.with_noise:
+            parts.append("with_noise=True")
         if self.schedule_steps:
             parts.append(
                 f"scheduled {int(self.schedule_step)}/{self.schedule_steps} "
@@ -78,12 +83,16 @@ class _DropBlockNd(StochasticLayer):
 _ARGS_DOC = """
     Args:
         p: target fraction of units to drop, in [0, 1). Default 0.1 (the paper's keep_prob 0.9).
-        block_size: side of the dropped blocks; must not exceed any spatial size. Default 7.
+        block_size: side of the dropped blocks. Default 7. In training a block larger than the
+            input is clamped to its smallest spatial size (timm, torchvision); eval mode is the
+            identity whatever the input's size.
         shared_channels: one mask per example for all channels (default: one per channel).
         schedule_steps: if > 0, the drop rate grows linearly from ``p / schedule_steps`` on the
             first training call to ``p`` on call ``schedule_steps`` and stays there (the paper
             anneals keep_prob linearly from 1). The counter is the buffer ``schedule_step``,
             saved in ``state_dict``; eval calls do not advance it. Default 0 (no schedule).
+        with_noise: fill dropped units with standard normal noise, kept units unscaled (timm's
+            ``with_noise``; keyword only). Default ``False``.
         generator: optional ``torch.Generator`` for the masks (keyword only).
 
     Not mean preserving unit by unit: kept units are scaled by ``count / count_ones`` of the

@@ -139,7 +139,8 @@ class DropConnect(StochasticLayer):
         if self.inference == "mean" or self.activation is None or self.p == 0:
             return self._activate(self._apply_op(x, self.module.weight, self.module.bias))
         mean, var = self.preactivation_moments(x)
-        noise = _random.randn((self.samples, *mean.shape), self.generator, mean.device, mean.dtype)
+        noise = _random.randn((self.samples, *mean.shape), self.generator, mean.device)
+        noise = noise.to(mean.dtype)
         return self._activate(mean + var.sqrt() * noise).mean(dim=0)
 
     def extra_repr(self) -> str:
