@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -47,6 +47,7 @@ class Case:
     inputs: tuple[Any, ...]
     eval_output: Tensor  # what eval mode must return
     pick: Callable[[Any], Tensor] = field(default=_first)
+    rate_repr: str = "p="  # the argument the repr shows (GaussianNoise: "stddev=")
 
 
 def _seeded(factory: Callable[[], Any], seed: int = 0) -> Any:
@@ -106,10 +107,26 @@ CASES: dict[str, list[tuple[str, Factory]]] = {
     "GaussianDropout": [
         ("default", lambda g: _plain(dn.GaussianDropout(P, generator=g), (4, 5, 6)))
     ],
-    "AlphaDropout": [("default", lambda g: _plain(dn.AlphaDropout(P, generator=g), (4, 5, 6)))],
+    "AlphaDropout": [
+        ("default", lambda g: _plain(dn.AlphaDropout(P, generator=g), (4, 5, 6))),
+        ("shared_axes", lambda g: _plain(dn.AlphaDropout(P, (0, -1), generator=g), (4, 5, 6))),
+    ],
     "DropPath": [
         ("scaled", lambda g: _plain(dn.DropPath(P, generator=g), (8, 5, 6))),
         ("unscaled", lambda g: _plain(dn.DropPath(P, scale_by_keep=False, generator=g), (8, 5))),
+        ("batch", lambda g: _plain(dn.DropPath(P, mode="batch", generator=g), (8, 5, 6))),
+    ],
+    "FeatureAlphaDropout": [
+        ("2d", lambda g: _plain(dn.FeatureAlphaDropout(P, generator=g), (4, 3, 5, 6))),
+        ("1d", lambda g: _plain(dn.FeatureAlphaDropout(P, generator=g), (4, 3, 7))),
+    ],
+    "GaussianNoise": [
+        (
+            "default",
+            lambda g: replace(
+                _plain(dn.GaussianNoise(P, generator=g), (4, 5, 6)), rate_repr="stddev="
+            ),
+        )
     ],
     "LockedDropout": [
         ("seq_first", lambda g: _plain(dn.LockedDropout(P, generator=g), (5, 4, 6))),
@@ -128,6 +145,14 @@ CASES: dict[str, list[tuple[str, Factory]]] = {
     ],
     "DropBlock2d": [
         ("h_ne_w", lambda g: _plain(dn.DropBlock2d(P, block_size=3, generator=g), (2, 3, 9, 11))),
+        (
+            "with_noise",
+            lambda g: _plain(dn.DropBlock2d(P, 3, with_noise=True, generator=g), (2, 3, 9, 11)),
+        ),
+        (  # a block larger than the map: clamped in training, ignored in eval
+            "clamped",
+            lambda g: _plain(dn.DropBlock2d(P, block_size=7, generator=g), (2, 3, 5, 9)),
+        ),
         (
             "even_shared",
             lambda g: _plain(
@@ -206,7 +231,8 @@ def test_eval_mode_gives_the_declared_eval_output(factory):
 
 @pytest.mark.parametrize("factory", PARAMS)
 def test_repr_shows_p(factory):
-    assert "p=" in repr(_build(factory).layer)
+    case = _build(factory)
+    assert case.rate_repr in repr(case.layer)
 
 
 @pytest.mark.parametrize("factory", PARAMS)
@@ -215,9 +241,11 @@ def test_layer_draws_only_from_its_generator(factory):
     a = _build(factory, seed=5)
     b = _build(factory, seed=5)
     c = _build(factory, seed=6)
-    out_a = a.pick(a.layer.train()(*a.inputs))
-    out_b = b.pick(b.layer.train()(*b.inputs))
-    out_c = c.pick(c.layer.train()(*c.inputs))
+    # A few calls each: a layer with one draw per call (DropPath mode="batch") can give two
+    # seeds the same first output.
+    out_a, out_b, out_c = (
+        torch.stack([k.pick(k.layer.train()(*k.inputs)) for _ in range(4)]) for k in (a, b, c)
+    )
     assert torch.equal(out_a, out_b)
     assert not torch.equal(out_a, out_c)
     assert torch.equal(torch.get_rng_state(), state), "the layer consumed the global RNG"
@@ -294,6 +322,7 @@ def test_numpy_scalar_rate_is_accepted(factory, monkeypatch):
     # nn.Dropout(np.float32(0.25)); a rate from a numpy array or a config loaded with numpy).
     monkeypatch.setitem(globals(), "P", np.float32(P))
     case = _build(factory)
-    assert isinstance(case.layer.p, float) and case.layer.p == pytest.approx(0.3)
+    rate = getattr(case.layer, case.rate_repr.rstrip("="))
+    assert isinstance(rate, float) and rate == pytest.approx(0.3)
     out = case.pick(case.layer.train()(*case.inputs))
     assert out.shape == case.eval_output.shape

@@ -81,6 +81,9 @@ LAYOUT_CASES = {
     "DropPath": lambda: dn.DropPath(0.3),
     "DropBlock2d": lambda: dn.DropBlock2d(0.1, 5),
     "ConcreteDropout": lambda: dn.ConcreteDropout(init_p=0.3),
+    "FeatureAlphaDropout": lambda: dn.FeatureAlphaDropout(0.3),
+    "GaussianNoise": lambda: dn.GaussianNoise(0.3),
+    "DropBlock2d-noise": lambda: dn.DropBlock2d(0.1, 3, with_noise=True),
 }
 
 
@@ -110,7 +113,10 @@ def test_channels_last_input_gives_channels_last_output(name, shape, counter_on)
 
 def test_channels_last_3d_input_keeps_its_format(counter_on):
     x = torch.randn(2, 3, 4, 5, 6, generator=_gen(0)).to(memory_format=torch.channels_last_3d)
-    for layer in (dn.AlphaDropout(0.3), dn.DropBlock3d(0.1, 3), dn.SpatialDropout(0.3)):
+    for layer in (
+        dn.AlphaDropout(0.3), dn.DropBlock3d(0.1, 3), dn.SpatialDropout(0.3),
+        dn.FeatureAlphaDropout(0.3),
+    ):
         assert layer.train()(x).is_contiguous(memory_format=torch.channels_last_3d)
 
 

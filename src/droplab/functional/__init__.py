@@ -28,3 +28,7 @@ __all__: list[str] = [
     "drop_connect",
     "concrete_dropout",
 ]
+# --- peer features: torch's feature alpha dropout, Keras' Gaussian noise (functional/unit.py) ---
+from droplab.functional.unit import feature_alpha_dropout, gaussian_noise  # noqa: E402
+
+__all__ += ["feature_alpha_dropout", "gaussian_noise"]

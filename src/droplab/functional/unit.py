@@ -1,4 +1,5 @@
-"""Unit-wise dropout: Bernoulli (inverted or classic), spatial, Gaussian, alpha and drop path.
+"""Unit-wise dropout: Bernoulli (inverted or classic), spatial, Gaussian, alpha, feature alpha,
+drop path, and additive Gaussian noise.
 
 Every Bernoulli mask here is drawn the same way: ``u = torch.rand(shape, generator=...)`` and
 ``drop = u < p``. For one generator state the masks are therefore *nested* across rates (a unit
@@ -26,7 +27,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from droplab._checks import check_choice, check_probability, check_rank
+from droplab._checks import check_choice, check_nonneg_float, check_probability, check_rank
 from droplab.errors import ConfigError
 from droplab.functional import _random
 from droplab.functional._counter import counter_backend, counter_dropout, draw_seed
@@ -37,10 +38,14 @@ __all__ = [
     "gaussian_dropout",
     "alpha_dropout",
     "drop_path",
+    "feature_alpha_dropout",
+    "gaussian_noise",
 ]
 
 # The two forms of Bernoulli dropout; the first is the default everywhere in droplab.
 _MODES: tuple[str, ...] = ("inverted", "classic")
+# Stochastic depth: one draw per sample (timm, torchvision "row") or one per batch ("batch").
+_DROP_PATH_MODES: tuple[str, ...] = ("row", "batch")
 
 # Inputs at least this large use the counter-hash path (see the module docstring).
 COUNTER_MIN_NUMEL = 1 << 17
@@ -263,7 +268,12 @@ def gaussian_dropout(
 
 
 def alpha_dropout(
-    x: Tensor, p: float, *, training: bool = True, generator: torch.Generator | None = None
+    x: Tensor,
+    p: float,
+    *,
+    shared_axes: int | Sequence[int] = (),
+    training: bool = True,
+    generator: torch.Generator | None = None,
 ) -> Tensor:
     """Alpha dropout for self-normalizing networks (SELU): keeps zero mean and unit variance.
 
@@ -276,6 +286,9 @@ def alpha_dropout(
     Args:
         x: input tensor of any shape (meant for SELU activations with mean 0, variance 1).
         p: probability of dropping a unit, in [0, 1).
+        shared_axes: dimensions along which one mask value is shared, like Keras'
+            ``noise_shape`` (``shared_axes=1`` on ``(N, T, F)`` is ``noise_shape=(N, 1, F)``).
+            Negative dimensions count from the end. Default ``()``: independent units.
         training: apply the mask (default ``True``); ``False`` returns ``x``.
         generator: optional ``torch.Generator`` for the mask.
 
@@ -284,13 +297,16 @@ def alpha_dropout(
 
     Example:
         >>> y = alpha_dropout(torch.randn(64, 32), 0.1)  # mean ~0, variance ~1
+        >>> y = alpha_dropout(torch.randn(8, 20, 32), 0.1, shared_axes=1)  # same at every step
     """
     p = check_probability("p", p)
+    axes = _normalize_axes(_check_shared_axes(shared_axes), x)
     if not training or p == 0.0:
         return x
     a = ((1.0 - p) * (1.0 + p * _ALPHA_PRIME**2)) ** -0.5
     b = -a * p * _ALPHA_PRIME
-    keep = _keep_mask(x.shape, p, x, generator).to(x.dtype)
+    shape = [1 if d in axes else size for d, size in enumerate(x.shape)]
+    keep = _keep_mask(shape, p, x, generator).to(x.dtype)
     # a * (keep ? x : alpha') + b, written with x as the first operand of a product so the
     # output keeps x's memory format (torch.where takes the mask's, a contiguous one).
     return x * (keep * a) + (keep * (-a * _ALPHA_PRIME) + (a * _ALPHA_PRIME + b))
@@ -300,19 +316,23 @@ def drop_path(
     x: Tensor,
     p: float,
     *,
+    mode: str = "row",
     scale_by_keep: bool = True,
     training: bool = True,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Stochastic depth: drop whole examples of a residual branch (dimension 0).
+    """Stochastic depth: drop a residual branch for whole examples (or for the whole batch).
 
     Huang, Sun, Liu, Sedra, Weinberger, "Deep Networks with Stochastic Depth", ECCV 2016,
     arXiv:1603.09382, in the per-sample form of timm's ``drop_path``: apply it to the output of
     a residual branch, ``x = x + drop_path(branch(x), p)``, so a dropped sample skips the block.
+    ``mode="batch"`` is torchvision's ``stochastic_depth(..., mode="batch")``: one draw drops
+    the branch for every sample of the batch at once (the paper's original form).
 
     Args:
         x: branch output whose first dimension is the batch.
         p: probability of dropping a sample's branch, in [0, 1).
+        mode: ``"row"`` (default): one draw per sample; ``"batch"``: one draw for the batch.
         scale_by_keep: divide kept samples by ``1 - p`` (default ``True``) so the expectation is
             unchanged; ``False`` leaves them unscaled (the paper then scales at test time).
         training: apply the mask (default ``True``); ``False`` returns ``x``.
@@ -323,8 +343,10 @@ def drop_path(
 
     Example:
         >>> y = drop_path(torch.ones(8, 3, 4, 4), 0.25)  # each sample all 0 or all 4/3
+        >>> y = drop_path(torch.ones(8, 3, 4, 4), 0.25, mode="batch")  # all 0 or all 4/3
     """
     p = check_probability("p", p)
+    check_choice("mode", mode, _DROP_PATH_MODES)
     if x.dim() < 1:
         raise ConfigError(
             "drop_path expects an input with a batch dimension (N, *), "
@@ -332,6 +354,68 @@ def drop_path(
         )
     if not training or p == 0.0:
         return x
-    shape = [x.shape[0]] + [1] * (x.dim() - 1)
+    shape = [x.shape[0] if mode == "row" else 1] + [1] * (x.dim() - 1)
     keep = _keep_mask(shape, p, x, generator)
     return x * _scaled_mask(keep, p, x.dtype, inverted=scale_by_keep)
+
+
+def feature_alpha_dropout(
+    x: Tensor, p: float, *, training: bool = True, generator: torch.Generator | None = None
+) -> Tensor:
+    """Alpha dropout of whole feature maps: one draw per (example, channel), as torch's.
+
+    Klambauer, Unterthiner, Mayr, Hochreiter, "Self-Normalizing Neural Networks", NeurIPS 2017,
+    arXiv:1706.02515, applied channel-wise like SpatialDropout (Tompson et al., CVPR 2015):
+    :func:`alpha_dropout` with the spatial dimensions shared, which is
+    ``torch.nn.functional.feature_alpha_dropout``. A dropped channel is set to SELU's saturation
+    value, then the affine map of alpha dropout restores mean 0 and variance 1.
+
+    Args:
+        x: input of layout ``(N, C, L)``, ``(N, C, H, W)`` or ``(N, C, D, H, W)``.
+        p: probability of dropping a channel, in [0, 1).
+        training: apply the mask (default ``True``); ``False`` returns ``x``.
+        generator: optional ``torch.Generator`` for the mask.
+
+    Shape:
+        Input ``(N, C, *spatial)`` with 1 to 3 spatial dimensions; output the same shape.
+
+    Example:
+        >>> y = feature_alpha_dropout(torch.randn(2, 16, 8, 8), 0.1)  # whole maps dropped
+    """
+    p = check_probability("p", p)
+    # As spatial_dropout: the layout is fixed by rank, never guessed.
+    check_rank(
+        "feature_alpha_dropout", x, [3, 4, 5], "(N, C, L), (N, C, H, W) or (N, C, D, H, W)"
+    )
+    spatial = tuple(range(2, x.dim()))
+    return alpha_dropout(x, p, shared_axes=spatial, training=training, generator=generator)
+
+
+def gaussian_noise(
+    x: Tensor, stddev: float, *, training: bool = True, generator: torch.Generator | None = None
+) -> Tensor:
+    """Additive zero-mean Gaussian noise ``x + N(0, stddev**2)`` in training; identity in eval.
+
+    Keras' ``GaussianNoise`` (training with input noise: Sietsma & Dow, "Creating artificial
+    neural networks that generalize", Neural Networks 4(1), 1991; Bishop, "Training with noise is
+    equivalent to Tikhonov regularization", Neural Computation 7(1), 1995). Unlike
+    :func:`gaussian_dropout` the noise is added, not multiplied, and its scale does not depend
+    on ``x``. Normals are drawn in float32 whatever ``x``'s dtype.
+
+    Args:
+        x: input tensor of any shape.
+        stddev: standard deviation of the noise, a finite number >= 0.
+        training: add the noise (default ``True``); ``False`` returns ``x``.
+        generator: optional ``torch.Generator`` for the noise.
+
+    Shape:
+        Input ``(*)``, output ``(*)``.
+
+    Example:
+        >>> y = gaussian_noise(torch.zeros(3, 5), 0.1)  # entries ~ N(0, 0.01)
+    """
+    stddev = check_nonneg_float("stddev", stddev)
+    if not training or stddev == 0.0:
+        return x
+    z = _random.randn(x.shape, generator, x.device)
+    return x + z.mul_(stddev).to(x.dtype)

@@ -31,3 +31,7 @@ __all__ = [
     "DropConnect",
     "ConcreteDropout",
 ]
+# --- peer features: torch's FeatureAlphaDropout, Keras' GaussianNoise (nn/dropout.py) ---
+from droplab.nn.dropout import FeatureAlphaDropout, GaussianNoise  # noqa: E402
+
+__all__ += ["FeatureAlphaDropout", "GaussianNoise"]

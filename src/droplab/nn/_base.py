@@ -22,7 +22,8 @@ class StochasticLayer(nn.Module):
     """Base of droplab's dropout-family layers.
 
     Args:
-        p: probability of dropping (always the drop probability, as in torch), in [0, 1).
+        p: probability of dropping (always the drop probability, as in torch), in [0, 1);
+            ``None`` for a layer that adds noise and drops nothing (:class:`GaussianNoise`).
         generator: optional ``torch.Generator`` the masks are drawn from; ``None`` uses torch's
             global generator (seed it with ``torch.manual_seed``). droplab never reseeds it.
 
@@ -32,9 +33,11 @@ class StochasticLayer(nn.Module):
 
     mean_preserving: ClassVar[bool] = True
 
-    def __init__(self, p: float = 0.5, *, generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self, p: float | None = 0.5, *, generator: torch.Generator | None = None
+    ) -> None:
         super().__init__()
-        self.p = check_probability("p", p)
+        self.p = None if p is None else check_probability("p", p)
         self.generator = generator
 
     def extra_repr(self) -> str:
