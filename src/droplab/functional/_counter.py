@@ -462,6 +462,10 @@ def counter_dropout(
         scale: multiply kept elements by ``1 / (1 - p)`` (default True).
         offset: counter of the first element (default 0).
 
+    Inside a user's ``torch.compile`` the seed is a constant of the graph: a seed that changes
+    per call recompiles per call (:func:`droplab.functional.dropout` therefore draws with
+    torch's random ops there). Under ``torch.jit.trace`` the eager kernels are recorded.
+
     Shape:
         Input: ``(*)``, or ``(K, *)`` with a per-member ``p`` or ``seed``. Output: same as
         input (contiguous). Returns ``x`` itself when every rate is 0.

@@ -48,12 +48,12 @@ def _same(a: torch.device, b: torch.device) -> bool:
 def rand(
     shape: Sequence[int], generator: torch.Generator | None, device: torch.device | str
 ) -> Tensor:
-    """``torch.rand(shape)`` in float32 on ``device``, from ``generator`` (see module docstring)."""
+    """``torch.rand(shape)``, float32, on ``device``, from ``generator`` (module docstring)."""
     return _draw(torch.rand, shape, generator, device)
 
 
 def randn(
     shape: Sequence[int], generator: torch.Generator | None, device: torch.device | str
 ) -> Tensor:
-    """``torch.randn(shape)`` in float32 on ``device``, from ``generator`` (see module docstring)."""
+    """``torch.randn(shape)``, float32, on ``device``, from ``generator`` (module docstring)."""
     return _draw(torch.randn, shape, generator, device)
