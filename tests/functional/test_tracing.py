@@ -44,6 +44,12 @@ def test_compiled_training_loop_runs_without_recompiling(counter_compiled, dynam
     assert not torch.equal(masks[0], masks[1])  # a fresh mask every step, not a frozen one
     for m in masks:  # 2**17 Bernoulli(0.5) draws: sd 0.0014, 0.01 is 7 sd
         assert abs(m.float().mean().item() - 0.5) < 0.01
+    # the compiled masks come from torch's global generator: the same seed, the same masks
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(123)
+        outs.append(step(x))
+    assert torch.equal(outs[0], outs[1])
     torch._dynamo.reset()
 
 
