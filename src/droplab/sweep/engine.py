@@ -536,16 +536,26 @@ class SweepResult:
         """A ``rich.table.Table`` of the selected configurations' test metrics."""
         from rich.table import Table
 
-        metric = self.metric.replace("val_", "test_", 1)
+        # Each column is named by the value under it: ``mean`` is the task's metric (test_acc or
+        # test_rmse) whatever the selection metric; a loss-selected sweep also shows test_loss.
+        metric = next((info["metric"] for info in self.test.values()), self.metric.replace("val_", "test_", 1))
+        with_loss = self.metric.endswith("loss") and metric != "test_loss"
         pct = int(round(self.confidence * 100))
         t = Table(title=f"test split, selected configurations only ({pct}% CI over seeds)")
         t.add_column("selected as")
         t.add_column("configuration")
         t.add_column(metric, justify="right")
         t.add_column(f"{pct}% CI", justify="right")
+        if with_loss:
+            t.add_column("test_loss", justify="right")
+            t.add_column(f"{pct}% CI ", justify="right")
         for key, info in self.test.items():
             ci = f"[{info['lo']:.4f}, {info['hi']:.4f}]" if math.isfinite(info["lo"]) else "-"
-            t.add_row(", ".join(info["selected_as"]), key, f"{info['mean']:.4f}", ci)
+            cells = [", ".join(info["selected_as"]), key, f"{info['mean']:.4f}", ci]
+            if with_loss:
+                lci = f"[{info['loss_lo']:.4f}, {info['loss_hi']:.4f}]" if math.isfinite(info["loss_lo"]) else "-"
+                cells += [f"{info['loss_mean']:.4f}", lci]
+            t.add_row(*cells)
         return t
 
 
