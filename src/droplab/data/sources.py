@@ -281,9 +281,10 @@ def load_csv(
 
     Every column other than ``target`` is a feature and must be numeric (an empty cell is
     NaN, which is then reported); an empty target cell is refused too. The task, unless
-    given, is classification when the target has a non-numeric value, or only integer values with at most :data:`MAX_AUTO_CLASSES`
-    distinct ones; regression otherwise. Class labels are coded ``0..K-1`` in sorted order
-    (numeric order for numbers) and the original labels kept in ``classes``.
+    given, is classification when the target has a non-numeric value, or only integer
+    values with at most :data:`MAX_AUTO_CLASSES` distinct ones; regression otherwise. Class
+    labels are coded ``0..K-1`` in sorted order (numeric order for numbers) and the original
+    labels kept in ``classes``.
 
     Args:
         path: the file.
