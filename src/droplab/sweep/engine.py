@@ -1129,6 +1129,10 @@ class _Engine:
 
     # -- main ----------------------------------------------------------------------------------
     def run(self) -> SweepResult:
+        if self.store_path is not None:
+            from droplab._checks import check_writable_file
+
+            check_writable_file("study", self.store_path)
         self.validate()
         tmp = None
         path = self.store_path

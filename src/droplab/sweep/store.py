@@ -254,7 +254,10 @@ class Store:
             return store
         if path.is_dir():
             raise StoreError(f"study path {path} is a directory")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the folder of study {path}: {exc.strerror}") from None
         lock_fd = cls._lock(path)
         try:
             conn = cls._connect(path, str(path), uri=False)
