@@ -304,6 +304,11 @@ def _run_sweep(args: argparse.Namespace) -> int:
         config = SweepConfig.from_toml(args.config, overrides)
     elif args.resume and not overrides:
         with Store.open(args.resume, mode="r") as st:
+            if st.is_complete():  # nothing to resume: say so rather than redo the summary
+                done = json.dumps(st.summary(), default=str) if args.json else (
+                    f"study {args.resume} is complete: every run finished (droplab report {args.resume} shows it)")
+                print(done)
+                return 0
             config = SweepConfig.from_dict(st.study()["spec"])
     else:
         config = SweepConfig.from_dict(merge_overrides({}, overrides))

@@ -166,3 +166,115 @@ def test_audit_of_a_plain_torch_save_file_is_one_clear_line_without_escapes(tmp_
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1
     assert "\x1b" not in err and "not a droplab model file" in err and "droplab train --save" in err
+
+
+# --- 15: minor defects -----------------------------------------------------------------------------
+def test_baseline_written_as_a_zero_rate_string_fills_the_vs_no_dropout_column(npz, tmp_path, capsys):
+    rc = main(_flags(npz, "--axis", "dropout=hidden=0;hidden=0.3", "--seeds", "2", "--epochs", "2", "--json"))
+    summary = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    rows = {r["key"]: r for r in summary["rows"]}
+    assert set(rows) == {"dropout=hidden=0", "dropout=hidden=0.3"}
+    diff = rows["dropout=hidden=0.3"]["diff"]
+    assert diff is not None and diff["baseline"] == "dropout=hidden=0" and diff["n"] == 2
+    assert rows["dropout=hidden=0"]["diff"] is None
+
+
+def test_accuracy_intervals_are_clipped_to_0_1(tmp_path):
+    import torch
+    from torch import nn
+
+    from droplab.stats import mean_ci
+    from droplab.sweep import run_sweep
+    from droplab.train import TrainConfig
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(40, 4, generator=g), torch.randint(0, 2, (40,), generator=g)
+    xv, yv = torch.randn(1, 4, generator=g), torch.tensor([1])  # one example: accuracy 0 or 1 per seed
+    xt, yt = torch.randn(1, 4, generator=g), torch.tensor([0])
+
+    def build(cfg):
+        return nn.Sequential(nn.Linear(4, 2))
+
+    result = run_sweep(build, data=(x, y, xv, yv, xt, yt), space={"p": [0.0]}, seeds=[0, 1, 2, 5, 7],
+                       train=TrainConfig(epochs=1, lr=1e-6), progress=False, store=str(tmp_path / "s.db"))
+    row = result.rows[0]
+    values = list(row["values"].values())
+    raw = mean_ci(values)
+    assert 0 < raw.mean < 1 and (raw.lo < 0 or raw.hi > 1), f"not a test of clipping: {values}"
+    assert 0.0 <= row["lo"] <= row["mean"] <= row["hi"] <= 1.0
+    test = result.test[row["key"]]
+    assert 0.0 <= test["lo"] <= test["hi"] <= 1.0
+
+
+def test_mb_per_run_is_measured_for_every_population(tmp_path):
+    """Two populations of one architecture (split by --memory-mb) cost alike, in a fresh process."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "droplab", "sweep", "--dataset", "mnist1d", "--hidden", "256,256",
+         "--dropout", "hidden=0,0.1,0.2,0.3", "--seeds", "3", "--epochs", "2", "--memory-mb", "30",
+         "--quiet", "--json", "--store", str(tmp_path / "s.db")],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout
+    rows = json.loads(out)["rows"]
+    with Store.open(tmp_path / "s.db", mode="r") as st:
+        assert len({r["group"] for r in st.runs()}) == 1
+        assert {r["cost"]["population_size"] for r in st.runs()} == {6}  # two populations of 6
+    mb = [r["peak_mem_mb"] for r in rows]
+    assert len(mb) == 4 and min(mb) > 0.3, mb  # every member holds ~0.3 MB of weights alone
+    assert max(mb) < 2 * min(mb), mb  # the first population pays no one-off costs of the process
+
+
+def test_no_lock_file_is_left_behind(npz, tmp_path, capsys):
+    db = tmp_path / "s.db"
+    assert main(_flags(npz, "--dropout", "hidden=0", "--seeds", "1", "--epochs", "1", "--store", str(db))) == 0
+    junk = tmp_path / "junk.db"
+    junk.write_text("not a study\n" * 10)
+    rc = main(_flags(npz, "--dropout", "hidden=0", "--seeds", "1", "--epochs", "1", "--store", str(junk)))
+    assert rc == 2 and "not a droplab study" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".lock")) == []
+
+
+def test_lock_is_still_exclusive_and_reusable_after_the_file_goes(tmp_path):
+    from droplab.errors import StoreError
+
+    db = tmp_path / "s.db"
+    with Store.open(db) as st:
+        with pytest.raises(StoreError, match="in use by another process"):
+            Store.open(db)
+        st.init_study("x", {})
+    assert not (tmp_path / "s.db.lock").exists()
+    with Store.open(db) as st:  # a new lock file, a new lock
+        assert (tmp_path / "s.db.lock").exists()
+        with pytest.raises(StoreError, match="in use by another process"):
+            Store.open(db)
+
+
+def test_runs_of_a_dead_sweep_show_as_interrupted(tmp_path, capsys):
+    db = tmp_path / "s.db"
+    with Store.open(db) as st:
+        st.init_study("x", {})
+        cfg = st.add_configuration("p=0.1", {"p": 0.1}, "g")
+        run = st.start_run(cfg, 0)
+        st.commit_epoch([(run, 1, {"val_loss": 0.5})])
+        with Store.open(db, mode="r") as reader:  # the writer is alive: running
+            assert [r["status"] for r in reader.runs()] == ["running"]
+    # the writer is gone (a kill -9 leaves its pid in the lock file: a dead pid reads the same)
+    (tmp_path / "s.db.lock").write_text("999999999\n")
+    assert main(["runs", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert "interrupted" in out and "running" not in out
+    assert main(["runs", str(db), "--json", "--status", "interrupted"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "interrupted"
+
+
+def test_resume_of_a_finished_study_says_it_is_complete(npz, tmp_path, capsys):
+    db = str(tmp_path / "s.db")
+    assert main(_flags(npz, "--dropout", "hidden=0,0.3", "--seeds", "1", "--epochs", "1", "--store", db)) == 0
+    capsys.readouterr()
+    rc = main(["sweep", "--resume", db, "--quiet"])
+    captured = capsys.readouterr()
+    assert rc == 0 and captured.err == ""
+    assert captured.out.count("\n") == 1 and "complete" in captured.out

@@ -69,7 +69,7 @@ from droplab.sweep.population import (
     mlp_positions,
 )
 from droplab.sweep.space import GridSpace, OptunaSpace, SearchSpace, config_key
-from droplab.stats import Estimate, mean_ci, one_standard_error, paired_difference, select_best
+from droplab.stats import Estimate, clip_interval, mean_ci, one_standard_error, paired_difference, select_best
 from droplab.sweep.store import FINAL_STATUSES, Store
 from droplab.train.config import TrainConfig
 
@@ -1335,6 +1335,8 @@ class _Engine:
             runs = by.get(self.config_ids[key], [])
             values = {run["seed"]: _num((run["result"] or {}).get(self.metric)) for run in runs}
             est = mean_ci([values[s] for s in sorted(values)], self.confidence)
+            if self.metric.endswith("acc"):
+                est = clip_interval(est)  # an accuracy's interval within [0, 1]
             estimates[key] = est
             costs = [run["cost"] or {} for run in runs]
             rows.append(
@@ -1361,8 +1363,8 @@ class _Engine:
             r = self.resolved[row["key"]]
             if r.baseline is None:
                 continue
-            bkey = config_key(r.baseline)
-            if bkey not in self.resolved or bkey == row["key"]:
+            bkey = self._baseline_key(r)
+            if bkey is None or bkey == row["key"]:
                 continue
             base_values = {int(s): v for s, v in self.row_values(rows, bkey).items()}
             d = paired_difference({int(s): v for s, v in row["values"].items()}, base_values, self.confidence)
@@ -1407,6 +1409,27 @@ class _Engine:
             confidence=self.confidence,
         )
 
+    def _baseline_key(self, r: _Resolved) -> str | None:
+        """The configuration like ``r`` without dropout, if the sweep has it.
+
+        A whole dropout string without dropout may be written ``"none"`` or with zero rates
+        (``"hidden=0"``): any configuration that differs from ``r.baseline`` only in such a
+        string is the baseline.
+        """
+        bkey = config_key(r.baseline)
+        if bkey in self.resolved or "dropout" not in r.params:
+            return bkey if bkey in self.resolved else None
+        rest = _json({k: v for k, v in r.baseline.items() if k != "dropout"})
+        for key, other in self.resolved.items():
+            if (
+                "dropout" in other.params and other.spec is not None
+                and _json({k: v for k, v in other.params.items() if k != "dropout"}) == rest
+                and all(p == 0 for d in other.spec.dropout.values()
+                        for p in (d.p if isinstance(d.p, tuple) else (d.p,)))
+            ):
+                return key
+        return None
+
     @staticmethod
     def row_values(rows, key):
         for row in rows:
@@ -1429,6 +1452,8 @@ class _Engine:
             for seed, ev in self._test_runs(r, runs, splits).items():
                 values[seed], losses[seed] = ev[metric], ev["loss"]
             est = mean_ci([values[s] for s in sorted(values)], self.confidence)
+            if metric == "acc":
+                est = clip_interval(est)
             lest = mean_ci([losses[s] for s in sorted(losses)], self.confidence)
             out[key] = {
                 "selected_as": reasons,
