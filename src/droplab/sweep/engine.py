@@ -58,7 +58,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from droplab.errors import ConfigError, DataError
+from droplab.errors import ConfigError, DataError, StoreError
 from droplab.sweep.population import (
     Member,
     MLPNet,
@@ -750,7 +750,7 @@ def _train_job(
             last_ck = time.perf_counter()
         emit({"kind": "epoch", "epoch": pop.epoch, "rows": rows, "checkpoint": blob, "single": False, "worker": worker})
     items = [(i, pop.status[i], pop.result(i), pop.cost(i)) for i in range(len(part))]
-    emit({"kind": "finish", "items": items, "single": False})
+    emit({"kind": "finish", "items": items, "single": False, "weights": pop.final_bytes()})
     return pop
 
 
@@ -1077,6 +1077,7 @@ class _Engine:
         self.config_ids: dict[str, int] = {}
         self.pop_keys: dict[tuple[str, int], str] = {}  # (config key, seed) -> population key
         self._finals: dict[str, Population | None] = {}  # one finished population, for the test split
+        self._stored_test: dict[str, dict[str, Any]] = {}  # test metrics of a summary already stored
         self.parts: dict[str, list[tuple[_Resolved, int]]] = {}  # population key -> members
 
     # -- validation ------------------------------------------------------------------------------
@@ -1158,8 +1159,17 @@ class _Engine:
                             est = mean_ci(list(values.values()), self.confidence)
                             self.space.tell(params, est.mean)
                     round_no += 1
+                self._stored_test = (store.summary() or {}).get("test") or {}
                 result = self._summarize(str(path))
                 store.set_summary(result.to_dict())
+                if store.is_complete():
+                    # Every result and the test metrics are committed: the weights kept for the
+                    # test split are needed no more (a resume of a complete study reads the
+                    # summary). Dropping them shrinks a study from tens of MB to what it records.
+                    try:
+                        store.drop_checkpoints()
+                    except StoreError as exc:  # the results are committed: only the space is lost
+                        self.note(f"the study file could not be compacted: {exc}")
                 return result
         finally:
             if tmp is not None:
@@ -1268,8 +1278,18 @@ class _Engine:
             i = event["member"]
             self.store.commit_epoch([], checkpoint=(f"final/{job.run_ids[i]}", event["epoch"], event["blob"]))
         elif kind == "finish":
+            # A finished population keeps only its members' final weights (for the test split),
+            # not its checkpoint (optimizer state, copies, history: several times the weights);
+            # a run trained alone has them under final/<run id> already. The weights are
+            # committed before the runs finish, the checkpoint dropped after: a crash in between
+            # leaves at worst a stale checkpoint, which the end of the sweep drops.
             items = event["items"]
+            if event.get("weights") is not None:
+                self.store.commit_epoch([], checkpoint=(f"weights/{job.pkey}", epochs, event["weights"]))
             self.store.finish_runs([(job.run_ids[i], status, res, cost) for i, status, res, cost in items])
+            stale = [f"run/{job.run_ids[i]}" for i, *_ in items] if event["single"] else [job.pkey]
+            for key in stale:
+                self.store.delete_checkpoint(key)
             text = part[items[0][0]][0].key if event["single"] else job.label
             self._progress_to(job, [i for i, *_ in items], epochs, text)
         else:  # pragma: no cover - a bug, not a user error
@@ -1451,6 +1471,12 @@ class _Engine:
             losses: dict[int, float] = {}
             for seed, ev in self._test_runs(r, runs, splits).items():
                 values[seed], losses[seed] = ev[metric], ev["loss"]
+            stored = self._stored_test.get(key)
+            if not values and stored is not None:
+                # A complete study keeps no weights: its test metrics were committed with its
+                # summary, from the same weights, and are read back instead of evaluated again.
+                out[key] = {**stored, "selected_as": reasons}
+                continue
             est = mean_ci([values[s] for s in sorted(values)], self.confidence)
             if metric == "acc":
                 est = clip_interval(est)
@@ -1512,12 +1538,15 @@ class _Engine:
         """The population ``pkey`` as its final checkpoint left it (cached: loaded once)."""
         cache = self._finals
         if pkey not in cache:
-            ck = self.store.load_checkpoint(pkey)
+            ck = self.store.load_checkpoint(f"weights/{pkey}")
+            full = ck is None  # a study written before final weights were kept apart
+            if full:
+                ck = self.store.load_checkpoint(pkey)
             pop = None
             if ck is not None:
                 pop, _ = _make_population(self.plan, self.parts[pkey], splits)
                 if pop is not None:
-                    pop.load_bytes(ck[1])
+                    (pop.load_bytes if full else pop.load_final_bytes)(ck[1])
             cache.clear()  # keep one population in memory at a time
             cache[pkey] = pop
         return cache[pkey]

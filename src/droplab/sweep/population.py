@@ -85,6 +85,7 @@ __all__ = [
 ]
 
 POPULATION_FORMAT = "droplab-population-v1"
+_FINALS_FORMAT = "droplab-population-finals-v1"  # Population.final_bytes: final weights only
 _MASK_STREAM = 0x5EED_D809  # mixed into a seed to give the dropout-uniform generator its own stream
 
 
@@ -1109,6 +1110,33 @@ class Population:
         """Restore from :meth:`to_bytes` (``torch.load(weights_only=True)``)."""
         state = torch.load(io.BytesIO(blob), map_location=self.device, weights_only=True)
         self.load_state_dict(state)
+
+
+    def final_bytes(self) -> bytes:
+        """Every member's final weights (:meth:`final_weights`), stacked, serialized.
+
+        What the test split needs once the population is done: a fraction of :meth:`to_bytes`
+        (no optimizer state, generators, copies or history).
+        """
+        finals = [self.final_weights(i) for i in range(self.k)]
+        stacked = {n: torch.stack([f[n] for f in finals]).cpu() for n in finals[0]}
+        buf = io.BytesIO()
+        torch.save({"format": _FINALS_FORMAT, "members": [[m.key, m.seed] for m in self.members],
+                    "weights": stacked}, buf)
+        return buf.getvalue()
+
+    def load_final_bytes(self, blob: bytes) -> None:
+        """Take the final weights of :meth:`final_bytes` (for :meth:`evaluate_members` only).
+
+        The population cannot train on from them: its optimizer state and schedule are not in
+        the blob.
+        """
+        state = torch.load(io.BytesIO(blob), map_location=self.device, weights_only=True)
+        if not isinstance(state, dict) or state.get("format") != _FINALS_FORMAT:
+            raise ConfigError("not a droplab population's final weights")
+        if [list(x) for x in state["members"]] != [[m.key, m.seed] for m in self.members]:
+            raise ConfigError("the final weights are of a different population (members differ)")
+        self.frozen = {i: {n: t[i] for n, t in state["weights"].items()} for i in range(self.k)}
 
 
 def _make_optimizer(cfg: TrainConfig, weights: list[torch.Tensor], others: list[torch.Tensor], device: torch.device):

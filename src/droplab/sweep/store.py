@@ -620,6 +620,24 @@ class Store:
         with self._tx() as c:
             c.execute("DELETE FROM checkpoints WHERE key = ?", (str(key),))
 
+    def drop_checkpoints(self) -> None:
+        """Delete every checkpoint and give their space back to the file system.
+
+        For a finished study (see :meth:`is_complete`): what a resume or a report reads
+        (spec, configurations, runs, epochs, summary) stays. The deletion is one transaction;
+        ``VACUUM`` then rewrites the file without the freed pages, atomically (a crash leaves
+        the file as the committed deletion left it), and the WAL is checkpointed and truncated.
+        """
+        with self._tx() as c:
+            c.execute("DELETE FROM checkpoints")
+        conn = self._db()
+        with self._mutex:
+            try:
+                conn.execute("VACUUM")
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot compact study {self.path}: {exc}") from None
+
     def finish_runs(self, items: list[tuple[int, str, dict, dict]]) -> None:
         """Record ``(run_id, status, result, cost)`` of finished runs in one transaction.
 
