@@ -27,6 +27,10 @@
    architecture axis, each architecture at its own best configuration. The test split is
    evaluated only for those selected configurations, from the final weights kept in the
    store's checkpoints. The summary is stored (``Store.set_summary``) and returned.
+6. **Compact**: a finished population's checkpoint is replaced by its members' final
+   weights as soon as its runs are recorded; once the study is complete (summary stored, no
+   run unfinished or failed) those go too and the file is vacuumed. A rerun of a complete
+   study reads its test metrics back from the stored summary.
 
 Models that cannot be stacked (``Unstackable``) and ``population=False`` train one run at a
 time with :class:`droplab.train.Trainer`, still committing every epoch to the store.
@@ -1162,7 +1166,7 @@ class _Engine:
                 self._stored_test = (store.summary() or {}).get("test") or {}
                 result = self._summarize(str(path))
                 store.set_summary(result.to_dict())
-                if store.is_complete():
+                if tmp is None and store.is_complete():
                     # Every result and the test metrics are committed: the weights kept for the
                     # test split are needed no more (a resume of a complete study reads the
                     # summary). Dropping them shrinks a study from tens of MB to what it records.

@@ -72,7 +72,7 @@ FINAL_STATUSES = ("completed", "early_stopped", "diverged", "failed")
 RUN_STATUSES = ("running", "interrupted", *FINAL_STATUSES)
 
 _APP = "droplab-study"
-_RECORDED = ("completed", "early_stopped", "diverged")  # finished for good: a resume keeps them
+_RECORDED = tuple(s for s in FINAL_STATUSES if s != "failed")  # a resume keeps them; it retries failed
 
 _SCHEMA = """
 CREATE TABLE meta (
