@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
+import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ __all__ = [
     "check_positive_float",
     "check_nonneg_float",
     "check_bool",
+    "check_writable_file",
     "check_choice",
     "check_rank",
     "check_keys",
@@ -114,3 +116,27 @@ def check_rank(name: str, x: Any, ranks: Sequence[int], layout: str = "") -> Non
         raise ConfigError(
             f"{name} expects a {want} input{lay}, got {x.dim()}D input of shape {tuple(x.shape)}"
         )
+
+
+def check_writable_file(what: str, path: Any) -> str:
+    """Raise unless ``path`` can be written as a file: not a folder, under a writable folder.
+
+    Missing folders on the way are fine (the writer creates them) as long as the nearest
+    existing one is a writable folder. Creates nothing: called before a long job, so that the
+    job is not lost to a path it cannot save to. Returns ``path`` as a string.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ConfigError(f"{what} {path} is a folder; expected a file path")
+    if os.path.exists(path):
+        if not os.access(path, os.W_OK):
+            raise ConfigError(f"cannot write {what} {path}: permission denied")
+        return path
+    folder = os.path.dirname(os.path.abspath(path))
+    while not os.path.lexists(folder):
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        raise ConfigError(f"cannot write {what} {path}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write {what} {path}: folder {folder} is not writable")
+    return path

@@ -170,6 +170,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _run_train(args: argparse.Namespace) -> int:
     import json
 
+    from droplab._checks import check_writable_file
     from droplab.train import ProgressBar, RunConfig, save_model, train_run
 
     overrides: dict[str, dict] = {"data": {}, "model": {}, "train": {}}
@@ -183,6 +184,8 @@ def _run_train(args: argparse.Namespace) -> int:
         config = RunConfig.from_toml(args.config, overrides)
     else:
         config = RunConfig.from_dict(overrides)
+    if args.save:  # before training: a run must not be lost to a path it cannot be saved to
+        check_writable_file("model file", args.save)
     result = train_run(config, callbacks=[ProgressBar(quiet=args.quiet)])
     if args.save:
         save_model(args.save, result)
@@ -301,6 +304,11 @@ def _run_sweep(args: argparse.Namespace) -> int:
         config = SweepConfig.from_toml(args.config, overrides)
     elif args.resume and not overrides:
         with Store.open(args.resume, mode="r") as st:
+            if st.is_complete():  # nothing to resume: say so rather than redo the summary
+                done = json.dumps(st.summary(), default=str) if args.json else (
+                    f"study {args.resume} is complete: every run finished (droplab report {args.resume} shows it)")
+                print(done)
+                return 0
             config = SweepConfig.from_dict(st.study()["spec"])
     else:
         config = SweepConfig.from_dict(merge_overrides({}, overrides))

@@ -36,7 +36,7 @@ from typing import Any
 
 from droplab.errors import ConfigError
 
-__all__ = ["Estimate", "mean_ci", "select_best", "one_standard_error", "paired_difference"]
+__all__ = ["Estimate", "mean_ci", "clip_interval", "select_best", "one_standard_error", "paired_difference"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +115,22 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> Estimate:
     se = sd / math.sqrt(n)
     half = _t_quantile(confidence, n - 1) * se
     return Estimate(mean, mean - half, mean + half, sd, se, n, missing, confidence)
+
+
+def clip_interval(est: Estimate, lo: float = 0.0, hi: float = 1.0) -> Estimate:
+    """``est`` with its interval cut to the metric's range ``[lo, hi]`` (an accuracy's [0, 1]).
+
+    A t-interval is symmetric and can pass a bound the metric cannot (``[0.96, 1.02]`` for
+    accuracies near 1); the part beyond the bound holds no possible value. Mean, ``sd`` and
+    ``se`` are kept (selection uses them); ``nan`` bounds stay ``nan``.
+
+    Example:
+        >>> clip_interval(mean_ci([1.0, 1.0, 0.9])).hi
+        1.0
+    """
+    if math.isnan(est.lo):
+        return est
+    return dataclasses.replace(est, lo=min(max(est.lo, lo), hi), hi=max(min(est.hi, hi), lo))
 
 
 def _better(a: float, b: float, maximize: bool) -> bool:

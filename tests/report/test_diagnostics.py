@@ -247,7 +247,7 @@ def test_diagnose_nohelp_study(study_factory, tmp_path):
 def test_diagnose_messy_study(study_factory, tmp_path):
     study = load_study(study_factory(tmp_path / "messy.db", "messy").path)
     d = diagnose(study)
-    assert study.status_counts == {"completed": 8, "early_stopped": 1, "diverged": 1, "failed": 1, "running": 1}
+    assert study.status_counts == {"completed": 8, "early_stopped": 1, "diverged": 1, "failed": 1, "interrupted": 1}
     assert d.of_kind("diverged")[0].numbers == {"diverged": 1, "total": 12}
     used = d.of_kind("early_stopping")[0]
     assert used.numbers["saved"] == pytest.approx(1 - 9 / 10) and used.numbers["runs"] == 1

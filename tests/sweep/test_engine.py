@@ -146,7 +146,7 @@ def _crash_and_resume(data, tmp_path, kw):
     with pytest.raises(_Stop):
         run_sweep(SPEC, data=data, store=tmp_path / "cut.db", on_epoch=crash, **kw)
     with Store.open(tmp_path / "cut.db", mode="r") as st:
-        assert st.summary() is None and {r["status"] for r in st.runs()} == {"running"}
+        assert st.summary() is None and {r["status"] for r in st.runs()} == {"interrupted"}
     again = run_sweep(SPEC, data=data, store=tmp_path / "cut.db", **kw)
     assert _runs(tmp_path / "ref.db") == _runs(tmp_path / "cut.db")
     assert [r["values"] for r in again.rows] == [r["values"] for r in ref.rows]

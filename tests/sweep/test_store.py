@@ -225,9 +225,11 @@ def test_runs_and_epochs_content(db):
         assert [(r["key"], r["seed"]) for r in runs] == [("p=0.1", 0), ("p=0.1", 1), ("p=0.5", 0), ("p=0.5", 1)]
         assert set(runs[0]) == {"id", "config_id", "key", "params", "group", "seed", "status",
                                 "attempts", "result", "cost", "epochs_run"}
-        assert [r["status"] for r in runs] == ["completed", "early_stopped", "diverged", "running"]
+        # no process writes the study any more: its unfinished run reads as interrupted
+        assert [r["status"] for r in runs] == ["completed", "early_stopped", "diverged", "interrupted"]
         assert all(r["epochs_run"] == 3 and r["group"] == "mlp" for r in runs)
-        assert [r["id"] for r in s.runs(status="running")] == [ids[0.5, 1]]
+        assert [r["id"] for r in s.runs(status="interrupted")] == [ids[0.5, 1]]
+        assert s.runs(status="running") == []
         ep = s.epochs(ids[0.5, 1])
         assert [(e["epoch"], e["val_loss"], e["val_acc"]) for e in ep] == [(0, 1.5, None), (1, 2.5, None), (2, 3.5, None)]
         assert [(e["run_id"], e["epoch"]) for e in s.epochs()] == [(i, k) for i in sorted(ids.values()) for k in range(3)]
@@ -392,7 +394,7 @@ def test_cli_runs_csv_and_table(db, tmp_path, capsys):
     _filled(db)
     out = tmp_path / "r.csv"
     assert main(["runs", str(db), "--csv", str(out)]) == 0
-    assert [r["status"] for r in csv.DictReader(out.open())] == ["completed", "early_stopped", "diverged", "running"]
+    assert [r["status"] for r in csv.DictReader(out.open())] == ["completed", "early_stopped", "diverged", "interrupted"]
     assert main(["runs", str(db)]) == 0
     table = capsys.readouterr().out
     for text in ("p=0.1", "p=0.5", "early_stopped", "val_loss", "val_acc", "test_acc", "seconds", "0.88", "4 runs"):

@@ -103,7 +103,7 @@ def test_kill_9_then_resume_gives_exactly_the_uninterrupted_results(npz, tmp_pat
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
     with Store.open(killed, mode="r") as st:
-        assert {r["status"] for r in st.runs()} == {"running"}
+        assert {r["status"] for r in st.runs()} == {"interrupted"}
         assert st.summary() is None
         done_before = len(st.epochs())
     assert 0 < done_before < 4 * 20

@@ -280,10 +280,11 @@ def load_csv(
     """A CSV file with a header row: numeric feature columns and one target column.
 
     Every column other than ``target`` is a feature and must be numeric (an empty cell is
-    NaN, which is then reported). The task, unless given, is classification when the target
-    has a non-numeric value, or only integer values with at most :data:`MAX_AUTO_CLASSES`
-    distinct ones; regression otherwise. Class labels are coded ``0..K-1`` in sorted order
-    (numeric order for numbers) and the original labels kept in ``classes``.
+    NaN, which is then reported); an empty target cell is refused too. The task, unless
+    given, is classification when the target has a non-numeric value, or only integer
+    values with at most :data:`MAX_AUTO_CLASSES` distinct ones; regression otherwise. Class
+    labels are coded ``0..K-1`` in sorted order (numeric order for numbers) and the original
+    labels kept in ``classes``.
 
     Args:
         path: the file.
@@ -343,6 +344,13 @@ def load_csv(
                 f"{path}: column {name!r} contains {n_nan} NaN/empty and {n_inf} infinite "
                 f"values (first at line {first})"
             )
+    blank = [i for i, v in enumerate(raw_target) if not v]
+    if blank:  # refused like a blank feature cell: it is a missing label, not a class or a value
+        n = len(blank)
+        raise DataError(
+            f"{path}: target column {target!r} has {n} empty cell{'s' * (n != 1)} "
+            f"(first at line {blank[0] + 2}); fill in or drop those rows"
+        )
     numeric = [_as_float(v) for v in raw_target]
     all_numeric = all(v is not None and np.isfinite(v) for v in numeric)
     if task is None:

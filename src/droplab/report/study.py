@@ -13,8 +13,8 @@ Conventions, decided once here (the same as the sweep engine's, so the page and
   Metrics the result lacks come from that epoch's row (``weights_epoch``, else
   ``best_epoch``, else the last epoch).
 * Runs that ``completed``, ``early_stopped`` or ``diverged`` count (a diverged run has no
-  value; :func:`droplab.stats.mean_ci` leaves it out and counts it); ``running``
-  and ``failed`` runs are listed in the counts but not used.
+  value; :func:`droplab.stats.mean_ci` leaves it out and counts it); ``running``,
+  ``interrupted`` and ``failed`` runs are listed in the counts but not used.
 * Dropout-rate parameters: ``dropout.<place>`` (a rate or per-layer rates, averaged for
   plotting), ``dropout`` (a whole placement string such as ``"hidden=0.3,input=0.1"``;
   ``"none"``), and, for a user's build function, any numeric parameter whose name contains
@@ -42,7 +42,7 @@ from typing import Any
 
 from droplab.errors import ConfigError, StoreError
 from droplab.models.spec import PLACES, parse_dropout
-from droplab.stats import Estimate, mean_ci, one_standard_error, paired_difference, select_best
+from droplab.stats import Estimate, clip_interval, mean_ci, one_standard_error, paired_difference, select_best
 from droplab.sweep.store import Store
 
 __all__ = ["USED_STATUSES", "PLACEMENT", "dropout_rates", "Run", "Configuration", "Study", "load_study", "format_value"]
@@ -194,8 +194,9 @@ class Configuration:
         return {r.seed: r.value(metric) for r in self.runs}
 
     def estimate(self, metric: str) -> Estimate:
-        """Mean and 95% CI of ``metric`` across seeds."""
-        return mean_ci(list(self.values(metric).values()))
+        """Mean and 95% CI of ``metric`` across seeds (an accuracy's CI within [0, 1])."""
+        est = mean_ci(list(self.values(metric).values()))
+        return clip_interval(est) if metric.endswith("acc") else est
 
     def cost_values(self, name: str) -> dict[int, float]:
         """Seed -> cost ``name`` of the run."""

@@ -210,7 +210,8 @@ class SweepConfig:
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None) -> SweepConfig:
         """Read a TOML file, apply ``overrides`` (flags: top-level keys and section tables) on top."""
-        return cls.from_dict(merge_overrides(read_toml(path), overrides or {}))
+        overrides = overrides or {}
+        return cls.from_dict(merge_overrides(_drop_overridden_axes(read_toml(path), overrides), overrides))
 
     def to_dict(self) -> dict[str, Any]:
         """TOML/JSON-shaped dictionary; ``SweepConfig.from_dict(cfg.to_dict()) == cfg``.
@@ -265,6 +266,31 @@ class SweepConfig:
             return DataConfig.from_dict(options).load()
 
         return _SpecPlan(self.model, self.models, self.train, self.data.to_dict(), self.population, load)
+
+
+def _drop_overridden_axes(values: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` without the ``[space]`` dropout axes that the overriding axes also set.
+
+    Flags override the file, but key by key a ``--dropout hidden=...`` flag (axis
+    ``dropout.hidden``) and a file's ``dropout = ["hidden=0.5"]`` are two axes setting one
+    rate: both would run (twice the runs, half of them labelled wrong). An overriding
+    ``dropout.<place>`` removes the file's whole-string ``dropout`` axis and its
+    ``dropout.<place>``; an overriding ``dropout`` removes every file dropout axis but layers.
+    """
+    new = overrides.get("space")
+    space = values.get("space")
+    if not isinstance(new, Mapping) or not isinstance(space, Mapping):
+        return dict(values)
+    rates = [k for k in new if k == "dropout" or (k.startswith("dropout.") and not k.endswith(".layer"))]
+    if not rates:
+        return dict(values)
+    kept = {}
+    for name, axis in space.items():
+        is_rate = name == "dropout" or (name.startswith("dropout.") and not name.endswith(".layer"))
+        if is_rate and ("dropout" in rates or name == "dropout" or name in rates):
+            continue
+        kept[name] = axis
+    return {**values, "space": kept}
 
 
 def _plain(value: Any) -> Any:

@@ -27,6 +27,10 @@
    architecture axis, each architecture at its own best configuration. The test split is
    evaluated only for those selected configurations, from the final weights kept in the
    store's checkpoints. The summary is stored (``Store.set_summary``) and returned.
+6. **Compact**: a finished population's checkpoint is replaced by its members' final
+   weights as soon as its runs are recorded; once the study is complete (summary stored, no
+   run unfinished or failed) those go too and the file is vacuumed. A rerun of a complete
+   study reads its test metrics back from the stored summary.
 
 Models that cannot be stacked (``Unstackable``) and ``population=False`` train one run at a
 time with :class:`droplab.train.Trainer`, still committing every epoch to the store.
@@ -58,7 +62,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from droplab.errors import ConfigError, DataError
+from droplab.errors import ConfigError, DataError, StoreError
 from droplab.sweep.population import (
     Member,
     MLPNet,
@@ -69,7 +73,7 @@ from droplab.sweep.population import (
     mlp_positions,
 )
 from droplab.sweep.space import GridSpace, OptunaSpace, SearchSpace, config_key
-from droplab.stats import Estimate, mean_ci, one_standard_error, paired_difference, select_best
+from droplab.stats import Estimate, clip_interval, mean_ci, one_standard_error, paired_difference, select_best
 from droplab.sweep.store import FINAL_STATUSES, Store
 from droplab.train.config import TrainConfig
 
@@ -536,16 +540,26 @@ class SweepResult:
         """A ``rich.table.Table`` of the selected configurations' test metrics."""
         from rich.table import Table
 
-        metric = self.metric.replace("val_", "test_", 1)
+        # Each column is named by the value under it: ``mean`` is the task's metric (test_acc or
+        # test_rmse) whatever the selection metric; a loss-selected sweep also shows test_loss.
+        metric = next((info["metric"] for info in self.test.values()), self.metric.replace("val_", "test_", 1))
+        with_loss = self.metric.endswith("loss") and metric != "test_loss"
         pct = int(round(self.confidence * 100))
         t = Table(title=f"test split, selected configurations only ({pct}% CI over seeds)")
         t.add_column("selected as")
         t.add_column("configuration")
         t.add_column(metric, justify="right")
         t.add_column(f"{pct}% CI", justify="right")
+        if with_loss:
+            t.add_column("test_loss", justify="right")
+            t.add_column(f"{pct}% CI ", justify="right")
         for key, info in self.test.items():
             ci = f"[{info['lo']:.4f}, {info['hi']:.4f}]" if math.isfinite(info["lo"]) else "-"
-            t.add_row(", ".join(info["selected_as"]), key, f"{info['mean']:.4f}", ci)
+            cells = [", ".join(info["selected_as"]), key, f"{info['mean']:.4f}", ci]
+            if with_loss:
+                lci = f"[{info['loss_lo']:.4f}, {info['loss_hi']:.4f}]" if math.isfinite(info["loss_lo"]) else "-"
+                cells += [f"{info['loss_mean']:.4f}", lci]
+            t.add_row(*cells)
         return t
 
 
@@ -740,7 +754,7 @@ def _train_job(
             last_ck = time.perf_counter()
         emit({"kind": "epoch", "epoch": pop.epoch, "rows": rows, "checkpoint": blob, "single": False, "worker": worker})
     items = [(i, pop.status[i], pop.result(i), pop.cost(i)) for i in range(len(part))]
-    emit({"kind": "finish", "items": items, "single": False})
+    emit({"kind": "finish", "items": items, "single": False, "weights": pop.final_bytes()})
     return pop
 
 
@@ -1067,6 +1081,7 @@ class _Engine:
         self.config_ids: dict[str, int] = {}
         self.pop_keys: dict[tuple[str, int], str] = {}  # (config key, seed) -> population key
         self._finals: dict[str, Population | None] = {}  # one finished population, for the test split
+        self._stored_test: dict[str, dict[str, Any]] = {}  # test metrics of a summary already stored
         self.parts: dict[str, list[tuple[_Resolved, int]]] = {}  # population key -> members
 
     # -- validation ------------------------------------------------------------------------------
@@ -1119,6 +1134,10 @@ class _Engine:
 
     # -- main ----------------------------------------------------------------------------------
     def run(self) -> SweepResult:
+        if self.store_path is not None:
+            from droplab._checks import check_writable_file
+
+            check_writable_file("study", self.store_path)
         self.validate()
         tmp = None
         path = self.store_path
@@ -1144,8 +1163,17 @@ class _Engine:
                             est = mean_ci(list(values.values()), self.confidence)
                             self.space.tell(params, est.mean)
                     round_no += 1
+                self._stored_test = (store.summary() or {}).get("test") or {}
                 result = self._summarize(str(path))
                 store.set_summary(result.to_dict())
+                if tmp is None and store.is_complete():
+                    # Every result and the test metrics are committed: the weights kept for the
+                    # test split are needed no more (a resume of a complete study reads the
+                    # summary). Dropping them shrinks a study from tens of MB to what it records.
+                    try:
+                        store.drop_checkpoints()
+                    except StoreError as exc:  # the results are committed: only the space is lost
+                        self.note(f"the study file could not be compacted: {exc}")
                 return result
         finally:
             if tmp is not None:
@@ -1254,8 +1282,18 @@ class _Engine:
             i = event["member"]
             self.store.commit_epoch([], checkpoint=(f"final/{job.run_ids[i]}", event["epoch"], event["blob"]))
         elif kind == "finish":
+            # A finished population keeps only its members' final weights (for the test split),
+            # not its checkpoint (optimizer state, copies, history: several times the weights);
+            # a run trained alone has them under final/<run id> already. The weights are
+            # committed before the runs finish, the checkpoint dropped after: a crash in between
+            # leaves at worst a stale checkpoint, which the end of the sweep drops.
             items = event["items"]
+            if event.get("weights") is not None:
+                self.store.commit_epoch([], checkpoint=(f"weights/{job.pkey}", epochs, event["weights"]))
             self.store.finish_runs([(job.run_ids[i], status, res, cost) for i, status, res, cost in items])
+            stale = [f"run/{job.run_ids[i]}" for i, *_ in items] if event["single"] else [job.pkey]
+            for key in stale:
+                self.store.delete_checkpoint(key)
             text = part[items[0][0]][0].key if event["single"] else job.label
             self._progress_to(job, [i for i, *_ in items], epochs, text)
         else:  # pragma: no cover - a bug, not a user error
@@ -1321,6 +1359,8 @@ class _Engine:
             runs = by.get(self.config_ids[key], [])
             values = {run["seed"]: _num((run["result"] or {}).get(self.metric)) for run in runs}
             est = mean_ci([values[s] for s in sorted(values)], self.confidence)
+            if self.metric.endswith("acc"):
+                est = clip_interval(est)  # an accuracy's interval within [0, 1]
             estimates[key] = est
             costs = [run["cost"] or {} for run in runs]
             rows.append(
@@ -1347,8 +1387,8 @@ class _Engine:
             r = self.resolved[row["key"]]
             if r.baseline is None:
                 continue
-            bkey = config_key(r.baseline)
-            if bkey not in self.resolved or bkey == row["key"]:
+            bkey = self._baseline_key(r)
+            if bkey is None or bkey == row["key"]:
                 continue
             base_values = {int(s): v for s, v in self.row_values(rows, bkey).items()}
             d = paired_difference({int(s): v for s, v in row["values"].items()}, base_values, self.confidence)
@@ -1393,6 +1433,27 @@ class _Engine:
             confidence=self.confidence,
         )
 
+    def _baseline_key(self, r: _Resolved) -> str | None:
+        """The configuration like ``r`` without dropout, if the sweep has it.
+
+        A whole dropout string without dropout may be written ``"none"`` or with zero rates
+        (``"hidden=0"``): any configuration that differs from ``r.baseline`` only in such a
+        string is the baseline.
+        """
+        bkey = config_key(r.baseline)
+        if bkey in self.resolved or "dropout" not in r.params:
+            return bkey if bkey in self.resolved else None
+        rest = _json({k: v for k, v in r.baseline.items() if k != "dropout"})
+        for key, other in self.resolved.items():
+            if (
+                "dropout" in other.params and other.spec is not None
+                and _json({k: v for k, v in other.params.items() if k != "dropout"}) == rest
+                and all(p == 0 for d in other.spec.dropout.values()
+                        for p in (d.p if isinstance(d.p, tuple) else (d.p,)))
+            ):
+                return key
+        return None
+
     @staticmethod
     def row_values(rows, key):
         for row in rows:
@@ -1414,7 +1475,15 @@ class _Engine:
             losses: dict[int, float] = {}
             for seed, ev in self._test_runs(r, runs, splits).items():
                 values[seed], losses[seed] = ev[metric], ev["loss"]
+            stored = self._stored_test.get(key)
+            if not values and stored is not None:
+                # A complete study keeps no weights: its test metrics were committed with its
+                # summary, from the same weights, and are read back instead of evaluated again.
+                out[key] = {**stored, "selected_as": reasons}
+                continue
             est = mean_ci([values[s] for s in sorted(values)], self.confidence)
+            if metric == "acc":
+                est = clip_interval(est)
             lest = mean_ci([losses[s] for s in sorted(losses)], self.confidence)
             out[key] = {
                 "selected_as": reasons,
@@ -1473,12 +1542,15 @@ class _Engine:
         """The population ``pkey`` as its final checkpoint left it (cached: loaded once)."""
         cache = self._finals
         if pkey not in cache:
-            ck = self.store.load_checkpoint(pkey)
+            ck = self.store.load_checkpoint(f"weights/{pkey}")
+            full = ck is None  # a study written before final weights were kept apart
+            if full:
+                ck = self.store.load_checkpoint(pkey)
             pop = None
             if ck is not None:
                 pop, _ = _make_population(self.plan, self.parts[pkey], splits)
                 if pop is not None:
-                    pop.load_bytes(ck[1])
+                    (pop.load_bytes if full else pop.load_final_bytes)(ck[1])
             cache.clear()  # keep one population in memory at a time
             cache[pkey] = pop
         return cache[pkey]

@@ -50,9 +50,10 @@ whole population ends -- a deliberate trade: removing members would re-pack ever
 tensor and the optimizers' state mid-run, for a saving only when many members stop early.
 
 Cost: every epoch row carries ``seconds`` = the population's epoch wall time / K, and
-``peak_mem_mb`` = the peak of the process's resident memory during the population above what
-it was when the population started (read from ``/proc/self/statm`` after steps and
-evaluations; on CUDA ``torch.cuda.max_memory_allocated``), divided by K.
+``peak_mem_mb`` = the population's stacked parameters and buffers plus the peak growth of the
+process's resident memory while it trains (read from ``/proc/self/statm`` after steps and
+evaluations, from a baseline taken once freed memory went back to the OS; on CUDA
+``torch.cuda.max_memory_allocated``), divided by K.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ __all__ = [
 ]
 
 POPULATION_FORMAT = "droplab-population-v1"
+_FINALS_FORMAT = "droplab-population-finals-v1"  # Population.final_bytes: final weights only
 _MASK_STREAM = 0x5EED_D809  # mixed into a seed to give the dropout-uniform generator its own stream
 
 
@@ -119,6 +121,27 @@ def _derive_seed(seed: int, stream: int) -> int:
     import numpy as np
 
     return int(np.random.SeedSequence([seed, stream]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def _trim_heap() -> None:
+    """Hand freed heap memory back to the OS (glibc ``malloc_trim``; a no-op elsewhere).
+
+    Without it, memory a finished population freed stays in the process, the next population
+    reuses it, and its resident-memory growth (its ``peak_mem_mb``) reads 0.
+    """
+    global _MALLOC_TRIM
+    if _MALLOC_TRIM is None:
+        try:
+            import ctypes
+
+            _MALLOC_TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):  # pragma: no cover - not glibc
+            _MALLOC_TRIM = False
+    if _MALLOC_TRIM:
+        _MALLOC_TRIM(0)
+
+
+_MALLOC_TRIM: Any = None
 
 
 def _current_rss_mb() -> float:
@@ -674,8 +697,14 @@ class Population:
         self.frozen: dict[int, dict[str, torch.Tensor]] = {}
         self.history: list[list[dict[str, Any]]] = [[] for _ in range(self.k)]
         self.epoch = 0
-        self.mem_base = _current_rss_mb()
-        self.mem_peak = self.mem_base
+        # The baseline is taken after the setup, so one-off costs of the process (torch's lazy
+        # imports, ~70 MB, paid by the first population alone) are nobody's; the population's
+        # own tensors are added back exactly. Freed memory of an earlier population goes back to
+        # the OS first: reused in place, it would make this population's growth read 0.
+        _trim_heap()
+        own = sum(t.nbytes for t in (*self.params.values(), *self.buffers.values())) / 2**20
+        self.mem_base = _current_rss_mb() - own
+        self.mem_peak = self.mem_base + own
         self.seconds = 0.0
         self._weight_set = set(net.weight_names)
 
@@ -1081,6 +1110,33 @@ class Population:
         """Restore from :meth:`to_bytes` (``torch.load(weights_only=True)``)."""
         state = torch.load(io.BytesIO(blob), map_location=self.device, weights_only=True)
         self.load_state_dict(state)
+
+
+    def final_bytes(self) -> bytes:
+        """Every member's final weights (:meth:`final_weights`), stacked, serialized.
+
+        What the test split needs once the population is done: a fraction of :meth:`to_bytes`
+        (no optimizer state, generators, copies or history).
+        """
+        finals = [self.final_weights(i) for i in range(self.k)]
+        stacked = {n: torch.stack([f[n] for f in finals]).cpu() for n in finals[0]}
+        buf = io.BytesIO()
+        torch.save({"format": _FINALS_FORMAT, "members": [[m.key, m.seed] for m in self.members],
+                    "weights": stacked}, buf)
+        return buf.getvalue()
+
+    def load_final_bytes(self, blob: bytes) -> None:
+        """Take the final weights of :meth:`final_bytes` (for :meth:`evaluate_members` only).
+
+        The population cannot train on from them: its optimizer state and schedule are not in
+        the blob.
+        """
+        state = torch.load(io.BytesIO(blob), map_location=self.device, weights_only=True)
+        if not isinstance(state, dict) or state.get("format") != _FINALS_FORMAT:
+            raise ConfigError("not a droplab population's final weights")
+        if [list(x) for x in state["members"]] != [[m.key, m.seed] for m in self.members]:
+            raise ConfigError("the final weights are of a different population (members differ)")
+        self.frozen = {i: {n: t[i] for n, t in state["weights"].items()} for i in range(self.k)}
 
 
 def _make_optimizer(cfg: TrainConfig, weights: list[torch.Tensor], others: list[torch.Tensor], device: torch.device):

@@ -16,10 +16,14 @@ Durability and concurrency, decided once here:
   every epoch for a guarantee that only matters for power loss.
 * One writer per study: :meth:`Store.open` with ``mode="w"`` takes ``fcntl.flock`` on the
   sidecar file ``<path>.lock`` and writes its pid there. The OS drops the lock when the
-  process dies, even on ``kill -9``, so a stale lock file never blocks a resume. The lock file
-  is left in place on close (deleting it would let two writers lock two different inodes).
+  process dies, even on ``kill -9``, so a stale lock file never blocks a resume. The writer
+  deletes the lock file on close while still holding the lock; a writer that locked the file
+  just before it went checks, once locked, that its file is still the one at ``<path>.lock``
+  and otherwise starts over, so two writers never hold locks on two different files.
 * Any number of readers: ``mode="r"`` opens the file read-only and takes no lock; WAL lets it
-  read a consistent snapshot while a sweep is writing.
+  read a consistent snapshot while a sweep is writing. A reader shows a run recorded as
+  ``"running"`` as ``"interrupted"`` when no live process holds the study (the pid in the
+  lock file is gone, or there is no lock file): the sweep that ran it was killed.
 * Non-finite floats (a diverged run's ``nan`` loss, an ``inf`` bound) round-trip: JSON columns
   hold strict JSON, with ``nan``, ``inf`` and ``-inf`` written as the strings ``"NaN"``,
   ``"Infinity"`` and ``"-Infinity"`` and read back as floats. (The one price: a *string* value
@@ -63,10 +67,12 @@ SCHEMA_VERSION = 1
 
 #: Statuses a run can end in (:meth:`Store.finish_runs`).
 FINAL_STATUSES = ("completed", "early_stopped", "diverged", "failed")
-#: Every status a run can have; ``"running"`` covers a run interrupted by a crash.
-RUN_STATUSES = ("running", *FINAL_STATUSES)
+#: Every status a run can have. A read-only store shows ``"running"`` runs as
+#: ``"interrupted"`` when no live process writes the study (a sweep that was killed).
+RUN_STATUSES = ("running", "interrupted", *FINAL_STATUSES)
 
 _APP = "droplab-study"
+_RECORDED = tuple(s for s in FINAL_STATUSES if s != "failed")  # a resume keeps them; it retries failed
 
 _SCHEMA = """
 CREATE TABLE meta (
@@ -254,12 +260,15 @@ class Store:
             return store
         if path.is_dir():
             raise StoreError(f"study path {path} is a directory")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the folder of study {path}: {exc.strerror}") from None
         lock_fd = cls._lock(path)
         try:
             conn = cls._connect(path, str(path), uri=False)
         except BaseException:
-            cls._unlock(lock_fd)
+            cls._unlock(lock_fd, path)
             raise
         store = cls(path, mode, conn, lock_fd)
         try:
@@ -285,31 +294,61 @@ class Store:
     @staticmethod
     def _lock(path: pathlib.Path) -> int:
         lock_path = f"{path}.lock"
-        try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise StoreError(f"cannot create lock file {lock_path}: {exc.strerror}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
+        while True:
             try:
-                owner = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
-            finally:
-                os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise StoreError(f"study {path} is in use by another process (pid {owner})") from None
-            raise StoreError(f"cannot lock study {path}: {exc.strerror}") from None
+                fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise StoreError(f"cannot create lock file {lock_path}: {exc.strerror}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                try:
+                    owner = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+                finally:
+                    os.close(fd)
+                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise StoreError(f"study {path} is in use by another process (pid {owner})") from None
+                raise StoreError(f"cannot lock study {path}: {exc.strerror}") from None
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(lock_path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)  # the previous writer deleted this file as we locked it: lock the new one
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         return fd
 
     @staticmethod
-    def _unlock(fd: int) -> None:
+    def _unlock(fd: int, path: pathlib.Path) -> None:
         try:
-            os.ftruncate(fd, 0)
+            try:
+                os.unlink(f"{path}.lock")  # while still locked: see the module docstring
+            except FileNotFoundError:
+                pass
             fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+
+    def _writer_alive(self) -> bool:
+        """Whether a live process holds this study for writing (its pid is in the lock file)."""
+        if self._lock_fd is not None:
+            return True
+        try:
+            with open(f"{self.path}.lock", "rb") as fh:
+                pid = int(fh.read(64).decode("ascii", "replace").strip() or 0)
+        except (OSError, ValueError):
+            return False
+        if pid <= 0:
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # alive, another user's
+            return True
+        return True
 
     def _check_schema(self, *, create: bool) -> None:
         conn = self._conn
@@ -363,7 +402,7 @@ class Store:
                 self._conn = None
             if self._lock_fd is not None:
                 fd, self._lock_fd = self._lock_fd, None
-                self._unlock(fd)
+                self._unlock(fd, self.path)
 
     def __enter__(self) -> Store:
         return self
@@ -581,6 +620,24 @@ class Store:
         with self._tx() as c:
             c.execute("DELETE FROM checkpoints WHERE key = ?", (str(key),))
 
+    def drop_checkpoints(self) -> None:
+        """Delete every checkpoint and give their space back to the file system.
+
+        For a finished study (see :meth:`is_complete`): what a resume or a report reads
+        (spec, configurations, runs, epochs, summary) stays. The deletion is one transaction;
+        ``VACUUM`` then rewrites the file without the freed pages, atomically (a crash leaves
+        the file as the committed deletion left it), and the WAL is checkpointed and truncated.
+        """
+        with self._tx() as c:
+            c.execute("DELETE FROM checkpoints")
+        conn = self._db()
+        with self._mutex:
+            try:
+                conn.execute("VACUUM")
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot compact study {self.path}: {exc}") from None
+
     def finish_runs(self, items: list[tuple[int, str, dict, dict]]) -> None:
         """Record ``(run_id, status, result, cost)`` of finished runs in one transaction.
 
@@ -613,7 +670,8 @@ class Store:
 
         Each is ``{"id", "config_id", "key", "params", "group", "seed", "status", "attempts",
         "result", "cost", "epochs_run"}``; ``result`` and ``cost`` are None until the run
-        finishes; ``epochs_run`` counts committed epochs.
+        finishes; ``epochs_run`` counts committed epochs. Read-only, a ``"running"`` run of a
+        study no live process writes is ``"interrupted"`` (and ``status="interrupted"`` finds it).
         """
         sql = (
             "SELECT r.id, r.config_id, c.key, c.params, c.grp, r.seed, r.status, r.attempts,"
@@ -623,15 +681,21 @@ class Store:
         args: tuple = ()
         if status is not None:
             check_choice("status", status, RUN_STATUSES)
-            sql, args = sql + " WHERE r.status = ?", (status,)
+            stored = "running" if status == "interrupted" else status
+            sql, args = sql + " WHERE r.status = ?", (stored,)
         names = ("id", "config_id", "key", "params", "group", "seed", "status", "attempts",
                  "result", "cost", "epochs_run")
         out = []
-        for row in self._query(sql + " ORDER BY r.config_id, r.seed", args):
+        rows = self._query(sql + " ORDER BY r.config_id, r.seed", args)
+        dead = self.mode == "r" and any(row[6] == "running" for row in rows) and not self._writer_alive()
+        for row in rows:
             d = dict(zip(names, row))
             for k in ("params", "result", "cost"):
                 d[k] = _loads(d[k])
-            out.append(d)
+            if dead and d["status"] == "running":
+                d["status"] = "interrupted"
+            if status is None or d["status"] == status:
+                out.append(d)
         return out
 
     def epochs(self, run_id: int | None = None) -> list[dict]:
@@ -659,6 +723,13 @@ class Store:
         """The summary stored by :meth:`set_summary`, or None."""
         rows = self._query("SELECT data FROM summary WHERE id = 1")
         return _loads(rows[0][0]) if rows else None
+
+    def is_complete(self) -> bool:
+        """Whether the sweep finished: its summary is stored and no run is unfinished or failed."""
+        if self.summary() is None:
+            return False
+        rows = self._query("SELECT COUNT(*) FROM runs WHERE status NOT IN (?, ?, ?)", _RECORDED)
+        return rows[0][0] == 0
 
     def export_jsonl(self, out: str | os.PathLike | IO[str], *, status: str | None = None) -> None:
         """Write one JSON object per line per run (to a path or a text file).

@@ -37,6 +37,7 @@ from droplab._checks import (
     check_positive_float,
     check_positive_int,
     check_probability,
+    check_writable_file,
 )
 from droplab.errors import ConfigError
 from droplab.train.early_stopping import CRITERIA, EarlyStopping
@@ -485,6 +486,7 @@ def save_model(path: str | os.PathLike[str], result: RunResult) -> None:
     Loads with ``torch.load(weights_only=True)``; see :func:`load_model`.
     """
     path = os.fspath(path)
+    check_writable_file("model file", path)
     folder = os.path.dirname(path)
     if folder:
         os.makedirs(folder, exist_ok=True)
@@ -499,8 +501,13 @@ def save_model(path: str | os.PathLike[str], result: RunResult) -> None:
         "summary": result.summary(),
     }
     tmp = f"{path}.tmp{os.getpid()}"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # a full disk, a path that changed since the check
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise ConfigError(f"cannot write model file {path}: {str(exc).strip().splitlines()[0]}") from None
 
 
 def load_model(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]:
@@ -510,12 +517,23 @@ def load_model(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ConfigError(f"model file not found: {path}")
+    import pickle
+    import zipfile
+
+    foreign = f"{path} is not a droplab model file (one written by `droplab train --save`)"
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is foreign
+        raise ConfigError(foreign)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # objects beyond tensors: e.g. a whole module from torch.save
+        raise ConfigError(f"{foreign}: it holds Python objects, not only tensors") from None
     except Exception as exc:  # a corrupt or foreign file is the user's problem, not a bug
-        raise ConfigError(f"cannot read model file {path}: {exc}") from None
+        import re
+
+        first = re.sub(r"\x1b\[[0-9;]*m", "", (str(exc).strip().splitlines() or [type(exc).__name__])[0])
+        raise ConfigError(f"cannot read model file {path}: {first}") from None
     if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT:
-        raise ConfigError(f"{path} is not a droplab model file")
+        raise ConfigError(foreign)
     model = build_model(
         ModelSpec.from_dict(state["spec"]), tuple(state["input_shape"]), state["n_outputs"]
     )
