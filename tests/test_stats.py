@@ -87,7 +87,7 @@ def test_default_rule_matches_the_coverage_figures():
     assert BOOTSTRAP_MIN_SEEDS == 5
     assert resolve_stat(None, 4) == "t" and resolve_stat(None, 5) == "bootstrap"
     assert resolve_stat("t", 50) == "t" and resolve_stat("bootstrap", 3) == "bootstrap"
-    with pytest.raises(ConfigError, match="stat must be one of 't', 'bootstrap', got 'z'"):
+    with pytest.raises(ConfigError, match="stat must be one of 't', 'bootstrap'; got 'z'"):
         resolve_stat("z", 5)
 
 
@@ -151,7 +151,7 @@ def test_paired_test_exact_cases():
     p = paired_test(list(d), [0.0] * 40)
     assert p == paired_test(list(d), [0.0] * 40)
     assert abs(p - sps.ttest_1samp(d, 0).pvalue) < 0.03
-    with pytest.raises(ConfigError, match="method must be one of 'signflip', 'wilcoxon', 't', got 'z'"):
+    with pytest.raises(ConfigError, match="method must be one of 'signflip', 'wilcoxon', 't'; got 'z'"):
         paired_test(a, b, method="z")
 
 
@@ -186,7 +186,7 @@ def test_bootstrap_ci_edge_cases_and_errors():
     flat = bootstrap_ci([0.3, 0.3, 0.3])
     assert (flat.lo, flat.mean, flat.hi) == (0.3, 0.3, 0.3)
     assert bootstrap_ci([1.0, 2.0, 3.0, 4.0, 100.0], statistic="iqm").mean == 3.0
-    with pytest.raises(ConfigError, match="method must be one of 'bca', 'percentile', 'studentized', got 'x'"):
+    with pytest.raises(ConfigError, match="method must be one of 'bca', 'percentile', 'studentized'; got 'x'"):
         bootstrap_ci([1.0, 2.0], method="x")
     with pytest.raises(ConfigError, match=r"confidence must be in \(0, 1\), got 1.5"):
         bootstrap_ci([1.0, 2.0], level=1.5)

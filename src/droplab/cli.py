@@ -244,6 +244,8 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--trials", type=int, help="configurations drawn by random / tpe")
     g.add_argument("--seeds", type=int, help="number of seeds (default 3)")
     g.add_argument("--metric", help="selection metric: val_acc, val_loss, val_rmse")
+    g.add_argument("--stat", choices=("t", "bootstrap"),
+                   help="decision rule: t or bootstrap (default: bootstrap from 5 seeds on, t below; stored with the study)")
     g = p.add_argument_group("data, model, training (as in droplab train)")
     g.add_argument("--dataset", help="mnist1d (default), fashion_mnist, digits, iris, ..., csv, npz")
     g.add_argument("--data", metavar="PATH", help="file for --dataset csv or npz")
@@ -289,6 +291,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
         if getattr(args, dest) is not None:
             sections.setdefault(section, {})[key] = getattr(args, dest)
     top = {k: getattr(args, k) for k in _SWEEP_TOP}
+    top["stat"] = args.stat
     if args.no_population:
         top["population"] = False
     lists = {k.replace("-", "_"): getattr(args, k.replace("-", "_")) for k in ("lr", "weight-decay", "l1", "l2", "max-norm")}
@@ -323,6 +326,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
     for note in result.notes:
         console.print(f"note: {note}")
     console.print(result.table())
+    console.print(result.stat_text)
     console.print(f"best: {result.best}    one-standard-error choice: {result.one_se}")
     if result.test:
         console.print(result.test_table())

@@ -59,6 +59,7 @@ from typing import Any
 
 import numpy as np
 
+from droplab._checks import check_choice
 from droplab.errors import ConfigError
 
 __all__ = [
@@ -262,7 +263,7 @@ def paired_difference(
     diffs = _pairs(values, baseline)
     if method == "t":
         return mean_ci(diffs, confidence)
-    _check_choice_str(method, "method", ("t", "bootstrap", *_METHODS))
+    check_choice("method", method, ("t", "bootstrap", *_METHODS))
     return bootstrap_ci(diffs, level=confidence, method="studentized" if method == "bootstrap" else method,
                         seed=seed)
 
@@ -277,12 +278,6 @@ STATS = ("t", "bootstrap")
 BOOTSTRAP_MIN_SEEDS = 5
 _METHODS = ("bca", "percentile", "studentized")
 _STATISTICS = ("mean", "iqm")
-
-
-def _check_choice_str(value: Any, name: str, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(repr(c) for c in choices)}, got {value!r}")
-    return value
 
 
 def _finite_array(values: Sequence[float]) -> tuple[np.ndarray, int]:
@@ -414,8 +409,8 @@ def bootstrap_ci(
         (True, 'percentile')
     """
     level = _check_confidence(level)
-    _check_choice_str(method, "method", _METHODS)
-    _check_choice_str(statistic, "statistic", _STATISTICS)
+    check_choice("method", method, _METHODS)
+    check_choice("statistic", statistic, _STATISTICS)
     if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 100:
         raise ConfigError(f"n_boot must be an integer >= 100, got {n_boot!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -555,7 +550,7 @@ def paired_test(
         >>> paired_test([1.1, 1.2, 1.3, 1.15, 1.25, 1.05], [1.0] * 6)
         0.03125
     """
-    _check_choice_str(method, "method", _TESTS)
+    check_choice("method", method, _TESTS)
     d = np.array([v for v in _pairs(a, b) if math.isfinite(v)], dtype=np.float64)
     if len(d) < 2:
         return 1.0
@@ -677,7 +672,7 @@ def resolve_stat(stat: str | None, n_seeds: int) -> str:
     """
     if stat is None or stat == "auto":
         return "bootstrap" if n_seeds >= BOOTSTRAP_MIN_SEEDS else "t"
-    return _check_choice_str(stat, "stat", STATS)
+    return check_choice("stat", stat, STATS)
 
 
 def interval(values: Sequence[float], stat: str, confidence: float = 0.95, seed: int = 0) -> Estimate:
@@ -688,7 +683,7 @@ def interval(values: Sequence[float], stat: str, confidence: float = 0.95, seed:
         >>> interval([1.0, 2.0, 3.0], "t").method
         't'
     """
-    _check_choice_str(stat, "stat", STATS)
+    check_choice("stat", stat, STATS)
     if stat == "t":
         return mean_ci(values, confidence)
     return bootstrap_ci(values, level=confidence, method="studentized", seed=seed)

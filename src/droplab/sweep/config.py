@@ -61,6 +61,7 @@ _TOP = (
     "name", "seeds", "sampler", "trials", "sampler_seed", "batch", "metric", "store",
     "memory_mb", "population", "checkpoint_seconds", "data", "model", "models", "train", "space",
     "executor", "address",
+    "stat",
 )
 _METRICS = ("val_acc", "val_loss", "val_rmse")
 
@@ -110,6 +111,8 @@ class SweepConfig:
         address: the Ray cluster for ``executor = "ray"``: ``"auto"`` or ``"HOST:PORT"``.
             Default ``None`` (``RAY_ADDRESS``, else a cluster started on this machine, else a
             new Ray here).
+        stat: the decision rule, ``"t"`` or ``"bootstrap"`` (see :func:`droplab.stats.compare`);
+            default ``None``: bootstrap from 5 seeds on, t below. Stored with the study.
 
     Example:
         >>> SweepConfig.from_dict({"train": {"epochs": 2}}).train.epochs
@@ -134,6 +137,7 @@ class SweepConfig:
     checkpoint_seconds: float = 10.0
     executor: str = "local"
     address: str | None = None
+    stat: str | None = None
 
     def __post_init__(self) -> None:
         from droplab.models import ModelSpec
@@ -167,6 +171,10 @@ class SweepConfig:
         _seed_list(self.seeds)
         if self.metric is not None:
             check_choice("metric", self.metric, _METRICS)
+        if self.stat is not None:
+            from droplab.stats import STATS
+
+            check_choice("stat", self.stat, STATS)
         if self.store is not None and (not isinstance(self.store, str) or not self.store):
             raise ConfigError(f"store must be a file path, got {self.store!r}")
         if self.memory_mb is not None:
@@ -235,6 +243,8 @@ class SweepConfig:
         for key in ("trials", "metric", "memory_mb"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
+        if self.stat is not None:
+            out["stat"] = self.stat
         return out
 
     def replace(self, **changes: Any) -> SweepConfig:

@@ -70,6 +70,7 @@ from droplab.sweep.population import (
 )
 from droplab.sweep.space import GridSpace, OptunaSpace, SearchSpace, config_key
 from droplab.stats import Estimate, mean_ci, one_standard_error, paired_difference, select_best
+from droplab.stats import compare, interval, resolve_stat, rule_text
 from droplab.sweep.store import FINAL_STATUSES, Store
 from droplab.train.config import TrainConfig
 
@@ -467,6 +468,11 @@ class SweepResult:
         test: selected key -> ``{"mean", "lo", "hi", "n", "values", "loss_mean", ...}`` on the
             test split (only selected configurations are ever evaluated on it).
         notes: messages about how the sweep ran (e.g. a model trained one by one, and why).
+        stat: the decision rule the intervals and ``diff`` verdicts used (``"t"`` or
+            ``"bootstrap"``, :func:`droplab.stats.compare`); ``stat_text`` says it in words.
+            ``diff`` then also has ``p``, ``p_holm`` (Holm across the configurations sharing
+            the baseline), ``decided``, ``better``, ``worse``, ``prob`` (P(better than the
+            baseline)) and ``seeds_needed``.
     """
 
     store: str
@@ -479,6 +485,8 @@ class SweepResult:
     test: dict[str, dict[str, Any]]
     notes: list[str]
     confidence: float = 0.95
+    stat: str = "t"
+    stat_text: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form (what ``Store.summary()`` returns)."""
@@ -496,7 +504,8 @@ class SweepResult:
         from rich.table import Table
 
         pct = int(round(self.confidence * 100))
-        t = Table(title=f"{self.metric} ({'higher' if self.maximize else 'lower'} is better), mean and {pct}% CI over seeds")
+        t = Table(title=f"{self.metric} ({'higher' if self.maximize else 'lower'} is better), mean and {pct}% CI over seeds",
+                  caption=self.stat_text or None)
         t.add_column("configuration")
         t.add_column("n", justify="right")
         t.add_column(self.metric, justify="right")
@@ -519,6 +528,8 @@ class SweepResult:
                 diff_text = f"{diff['mean']:+.4f}"
                 if math.isfinite(diff["lo"]):
                     diff_text += f" [{diff['lo']:+.4f}, {diff['hi']:+.4f}]"
+                if "decided" in diff:
+                    diff_text += " better" if diff["better"] else " worse" if diff["worse"] else " undecided"
             ci = f"[{r['lo']:.4f}, {r['hi']:.4f}]" if math.isfinite(r["lo"]) else "-"
             t.add_row(
                 r["key"],
@@ -879,6 +890,7 @@ def run_sweep(
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     executor: Any = None,
     address: str | None = None,
+    stat: str | None = None,
 ) -> SweepResult:
     """Train every configuration of ``space`` with every seed; store, select, summarize.
 
@@ -930,6 +942,9 @@ def run_sweep(
         address: the Ray cluster for ``executor="ray"``: ``"auto"`` or ``"HOST:PORT"``.
             Default ``None``: the ``SweepConfig``'s, else ``RAY_ADDRESS``, a cluster started
             on this machine, or a new Ray here.
+        stat: the decision rule of the summary: ``"t"`` or ``"bootstrap"``
+            (:func:`droplab.stats.compare`); stored with the study. Default ``None``: the
+            ``SweepConfig``'s, else bootstrap from 5 seeds on, t below.
 
     Returns:
         A :class:`SweepResult`.
@@ -963,6 +978,7 @@ def run_sweep(
             console=console,
             on_epoch=on_epoch,
             executor=_make_executor(executor, address),
+            stat=cfg.stat if stat is None else stat,
         ).run()
     train = TrainConfig() if train is None else train
     if not isinstance(train, TrainConfig):
@@ -995,6 +1011,8 @@ def run_sweep(
     seed_list = _seed_list(seeds)
     spec = {"plan": plan.describe(), "space": space.spec(), "seeds": seed_list, "metric": metric,
             "population": population}
+    if stat is not None:
+        spec["stat"] = stat
     runner = _make_executor(executor, address)
     return _Engine(
         plan=plan,
@@ -1011,6 +1029,7 @@ def run_sweep(
         console=console,
         on_epoch=on_epoch,
         executor=runner,
+        stat=stat,
     ).run()
 
 
@@ -1037,8 +1056,14 @@ def _load_data(options: dict[str, Any]):
 
 class _Engine:
     def __init__(self, *, plan, space, seeds, store, metric, name, memory_mb, checkpoint_seconds,
-                 confidence, spec, progress, console, on_epoch, executor):
+                 confidence, spec, progress, console, on_epoch, executor, stat=None):
         self.plan = plan
+        if stat is not None:
+            from droplab._checks import check_choice
+            from droplab.stats import STATS
+
+            check_choice("stat", stat, STATS)
+        self.stat = stat
         self.executor = executor
         self.space = space
         self.seeds = seeds
@@ -1317,10 +1342,12 @@ class _Engine:
         by = self._runs_by_config()
         estimates: dict[str, Estimate] = {}
         rows = []
+        n_seeds = min((len(by.get(self.config_ids[k], [])) for k in self.resolved), default=0)
+        rule = self._rule = resolve_stat(self.stat, n_seeds)
         for key, r in self.resolved.items():
             runs = by.get(self.config_ids[key], [])
             values = {run["seed"]: _num((run["result"] or {}).get(self.metric)) for run in runs}
-            est = mean_ci([values[s] for s in sorted(values)], self.confidence)
+            est = interval([values[s] for s in sorted(values)], rule, self.confidence)
             estimates[key] = est
             costs = [run["cost"] or {} for run in runs]
             rows.append(
@@ -1353,6 +1380,7 @@ class _Engine:
             base_values = {int(s): v for s, v in self.row_values(rows, bkey).items()}
             d = paired_difference({int(s): v for s, v in row["values"].items()}, base_values, self.confidence)
             row["diff"] = {"baseline": bkey, "mean": d.mean, "lo": d.lo, "hi": d.hi, "n": d.n}
+        family = self._decide(rows, rule)
         best = select_best(estimates, maximize=self.maximize)
         one_se = None
         per_arch: dict[str, str] = {}
@@ -1391,7 +1419,31 @@ class _Engine:
             test=test,
             notes=list(self.notes),
             confidence=self.confidence,
+            stat=rule,
+            stat_text=rule_text(rule, self.confidence, family, self.stat),
         )
+
+    def _decide(self, rows: list[dict[str, Any]], rule: str) -> int:
+        """The decision rule on every ``diff``: each baseline's configurations form one Holm family.
+
+        Returns the size of the largest family (for the sentence naming the rule).
+        """
+        families: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            if row["diff"] is not None:
+                families.setdefault(row["diff"]["baseline"], []).append(row)
+        for bkey, members in families.items():
+            values = {bkey: {int(s): v for s, v in self.row_values(rows, bkey).items()}}
+            values.update({row["key"]: {int(s): v for s, v in row["values"].items()} for row in members})
+            out = compare(values, bkey, maximize=self.maximize, stat=rule, confidence=self.confidence)
+            for row in members:
+                c = out[row["key"]]
+                row["diff"].update(
+                    mean=c.diff.mean, lo=c.diff.lo, hi=c.diff.hi, n=c.n, p=c.p, p_holm=c.p_holm,
+                    decided=c.decided, better=c.better, worse=c.worse, prob=c.prob.mean,
+                    prob_lo=c.prob.lo, prob_hi=c.prob.hi, seeds_needed=c.seeds_needed,
+                )
+        return max((len(m) for m in families.values()), default=1)
 
     @staticmethod
     def row_values(rows, key):
@@ -1414,8 +1466,8 @@ class _Engine:
             losses: dict[int, float] = {}
             for seed, ev in self._test_runs(r, runs, splits).items():
                 values[seed], losses[seed] = ev[metric], ev["loss"]
-            est = mean_ci([values[s] for s in sorted(values)], self.confidence)
-            lest = mean_ci([losses[s] for s in sorted(losses)], self.confidence)
+            est = interval([values[s] for s in sorted(values)], self._rule, self.confidence)
+            lest = interval([losses[s] for s in sorted(losses)], self._rule, self.confidence)
             out[key] = {
                 "selected_as": reasons,
                 "metric": f"test_{metric}",
