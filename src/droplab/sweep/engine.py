@@ -473,6 +473,8 @@ class SweepResult:
             ``diff`` then also has ``p``, ``p_holm`` (Holm across the configurations sharing
             the baseline), ``decided``, ``better``, ``worse``, ``prob`` (P(better than the
             baseline)) and ``seeds_needed``.
+        step_cost: configuration key -> its cost trained alone (per-step wall time and memory,
+            ratio to its no-dropout baseline; :func:`droplab.sweep.cost.measure_step_costs`).
     """
 
     store: str
@@ -487,6 +489,7 @@ class SweepResult:
     confidence: float = 0.95
     stat: str = "t"
     stat_text: str = ""
+    step_cost: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form (what ``Store.summary()`` returns)."""
@@ -1169,7 +1172,9 @@ class _Engine:
                             est = mean_ci(list(values.values()), self.confidence)
                             self.space.tell(params, est.mean)
                     round_no += 1
+                step_cost = self._step_costs()
                 result = self._summarize(str(path))
+                result.step_cost = step_cost
                 store.set_summary(result.to_dict())
                 return result
         finally:
@@ -1422,6 +1427,49 @@ class _Engine:
             stat=rule,
             stat_text=rule_text(rule, self.confidence, family, self.stat),
         )
+
+    def _step_costs(self) -> dict[str, dict[str, Any]]:
+        """Each configuration's per-step time and memory trained alone (see :mod:`droplab.sweep.cost`).
+
+        Configurations on the same data are timed interleaved on one batch of the first one's
+        batch size; the global RNG is left as it was.
+        """
+        import torch.nn.functional as F
+
+        from droplab.sweep.cost import measure_step_costs
+        from droplab.train.optim import build_optimizer
+
+        groups: dict[str, list[_Resolved]] = {}
+        for r in self.resolved.values():
+            groups.setdefault(r.data_key, []).append(r)
+        out: dict[str, dict[str, Any]] = {}
+        for rs in groups.values():
+            splits = self.plan.data(rs[0])
+            device = rs[0].train.resolve_device()
+            bs = min(rs[0].train.batch_size, len(splits.x_train))
+            x, y = splits.x_train[:bs].to(device), splits.y_train[:bs].to(device)
+            if splits.task == "classification":
+                loss = F.cross_entropy
+            else:
+                y, loss = y.float().reshape(len(y), -1), F.mse_loss
+
+            def maker(r: _Resolved, splits=splits, device=device):
+                def make():
+                    member = Member(r.key, r.params, self.seeds[0], r.train, r.rates)
+                    torch.manual_seed(self.seeds[0])
+                    model = self.plan.builder(r, splits)(member).to(device)
+                    return model, build_optimizer(model, r.train)
+                return make
+
+            baseline = {}
+            for r in rs:
+                bkey = config_key(r.baseline) if r.baseline is not None else None
+                if bkey is not None and bkey != r.key and bkey in self.resolved:
+                    baseline[r.key] = bkey
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                torch.manual_seed(0)
+                out.update(measure_step_costs({r.key: maker(r) for r in rs}, x, y, loss=loss, baseline=baseline))
+        return out
 
     def _decide(self, rows: list[dict[str, Any]], rule: str) -> int:
         """The decision rule on every ``diff``: each baseline's configurations form one Holm family.
