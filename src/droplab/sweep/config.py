@@ -62,6 +62,7 @@ _TOP = (
     "memory_mb", "population", "checkpoint_seconds", "data", "model", "models", "train", "space",
     "executor", "address",
     "stat",
+    "max_seeds",
 )
 _METRICS = ("val_acc", "val_loss", "val_rmse")
 
@@ -113,6 +114,9 @@ class SweepConfig:
             new Ray here).
         stat: the decision rule, ``"t"`` or ``"bootstrap"`` (see :func:`droplab.stats.compare`);
             default ``None``: bootstrap from 5 seeds on, t below. Stored with the study.
+        max_seeds: with ``seeds = "auto"``, the most seeds a configuration may get (racing:
+            seeds are added in rounds only where the decision is open; see
+            :func:`droplab.sweep.run_sweep`). Default 20.
 
     Example:
         >>> SweepConfig.from_dict({"train": {"epochs": 2}}).train.epochs
@@ -138,6 +142,7 @@ class SweepConfig:
     executor: str = "local"
     address: str | None = None
     stat: str | None = None
+    max_seeds: int = 20
 
     def __post_init__(self) -> None:
         from droplab.models import ModelSpec
@@ -168,7 +173,12 @@ class SweepConfig:
             set_(self, "seeds", tuple(seeds))
         from droplab.sweep.engine import _seed_list
 
-        _seed_list(self.seeds)
+        check_positive_int("max_seeds", self.max_seeds)
+        if self.seeds != "auto":
+            _seed_list(self.seeds)
+        elif self.sampler == "tpe":
+            raise ConfigError("seeds = 'auto' races the configurations of a grid or random space; "
+                              "TPE already chooses what to train next")
         if self.metric is not None:
             check_choice("metric", self.metric, _METRICS)
         if self.stat is not None:
@@ -245,6 +255,8 @@ class SweepConfig:
                 out[key] = getattr(self, key)
         if self.stat is not None:
             out["stat"] = self.stat
+        if self.seeds == "auto":
+            out["max_seeds"] = self.max_seeds
         return out
 
     def replace(self, **changes: Any) -> SweepConfig:
@@ -257,6 +269,8 @@ class SweepConfig:
         """The seeds as a list."""
         from droplab.sweep.engine import _seed_list
 
+        if self.seeds == "auto":
+            return list(range(self.max_seeds))
         return _seed_list(list(self.seeds) if isinstance(self.seeds, tuple) else self.seeds)
 
     def make_space(self) -> SearchSpace:

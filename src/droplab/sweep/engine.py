@@ -81,6 +81,8 @@ MEMBER_FIELDS = ("lr", "weight_decay", "l1", "l2", "max_norm")
 #: Where populations train: in this process, or as tasks on a Ray cluster.
 EXECUTORS = ("local", "ray")
 _STATUS = {"early_stopping": "early_stopped"}
+#: Seeds per racing round with ``seeds="auto"`` (the first round included).
+_RACE_STEP = 5
 
 
 # --- plans: how a configuration becomes a model, a training config and data ---------------------
@@ -475,6 +477,8 @@ class SweepResult:
             baseline)) and ``seeds_needed``.
         step_cost: configuration key -> its cost trained alone (per-step wall time and memory,
             ratio to its no-dropout baseline; :func:`droplab.sweep.cost.measure_step_costs`).
+        racing: with ``seeds="auto"``, configuration key -> ``{"seeds", "why"}``: how many
+            seeds it got and why it stopped there; ``{}`` otherwise.
     """
 
     store: str
@@ -490,6 +494,7 @@ class SweepResult:
     stat: str = "t"
     stat_text: str = ""
     step_cost: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    racing: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form (what ``Store.summary()`` returns)."""
@@ -894,6 +899,7 @@ def run_sweep(
     executor: Any = None,
     address: str | None = None,
     stat: str | None = None,
+    max_seeds: int = 20,
 ) -> SweepResult:
     """Train every configuration of ``space`` with every seed; store, select, summarize.
 
@@ -916,7 +922,13 @@ def run_sweep(
         data: see above; for a ``ModelSpec`` a dict of :func:`droplab.data.load_dataset`
             arguments (``name`` plus options) or a ``Splits``.
         space: a :class:`~droplab.sweep.space.SearchSpace` or a dict of axes (a grid).
-        seeds: number of seeds (``0..n-1``) or the seeds themselves. Default 3.
+        seeds: number of seeds (``0..n-1``), the seeds themselves, or ``"auto"``: racing
+            (Maron & Moore 1994; Birattari et al., F-race, GECCO 2002). Every configuration
+            starts with 5 seeds; after each round the configurations decided worse than the
+            best (:func:`droplab.stats.compare`, Holm within the round, the level split
+            Bonferroni-wise over the planned rounds) stop, and the others -- plus the
+            no-dropout baseline while the best's comparison with it is open -- get 5 more,
+            up to ``max_seeds``. Default 3.
         train: base :class:`TrainConfig` (its ``seed`` is ignored). Default ``TrainConfig()``.
         store: path of the SQLite study store; ``None`` uses a temporary file removed at the
             end. Rerunning with the same store resumes.
@@ -948,6 +960,7 @@ def run_sweep(
         stat: the decision rule of the summary: ``"t"`` or ``"bootstrap"``
             (:func:`droplab.stats.compare`); stored with the study. Default ``None``: the
             ``SweepConfig``'s, else bootstrap from 5 seeds on, t below.
+        max_seeds: the most seeds a configuration gets with ``seeds="auto"``. Default 20.
 
     Returns:
         A :class:`SweepResult`.
@@ -982,6 +995,7 @@ def run_sweep(
             on_epoch=on_epoch,
             executor=_make_executor(executor, address),
             stat=cfg.stat if stat is None else stat,
+            race=cfg.max_seeds if cfg.seeds == "auto" else None,
         ).run()
     train = TrainConfig() if train is None else train
     if not isinstance(train, TrainConfig):
@@ -1011,11 +1025,22 @@ def run_sweep(
         if data is None:
             raise ConfigError("data is required: (x_train, y_train, x_val, y_val[, x_test, y_test]) or a Splits")
         plan = _ModulePlan(build, data, train, population)
+    race = None
+    if isinstance(seeds, str) and seeds == "auto":
+        from droplab._checks import check_positive_int
+
+        race = check_positive_int("max_seeds", max_seeds)
+        if isinstance(space, OptunaSpace):
+            raise ConfigError("seeds='auto' races the configurations of a grid or random space; "
+                              "TPE already chooses what to train next")
+        seeds = max_seeds
     seed_list = _seed_list(seeds)
     spec = {"plan": plan.describe(), "space": space.spec(), "seeds": seed_list, "metric": metric,
             "population": population}
     if stat is not None:
         spec["stat"] = stat
+    if race is not None:
+        spec["seeds"], spec["max_seeds"] = "auto", race
     runner = _make_executor(executor, address)
     return _Engine(
         plan=plan,
@@ -1033,6 +1058,7 @@ def run_sweep(
         on_epoch=on_epoch,
         executor=runner,
         stat=stat,
+        race=race,
     ).run()
 
 
@@ -1059,8 +1085,10 @@ def _load_data(options: dict[str, Any]):
 
 class _Engine:
     def __init__(self, *, plan, space, seeds, store, metric, name, memory_mb, checkpoint_seconds,
-                 confidence, spec, progress, console, on_epoch, executor, stat=None):
+                 confidence, spec, progress, console, on_epoch, executor, stat=None, race=None):
         self.plan = plan
+        self.race = race  # max seeds of a racing sweep (seeds="auto"), else None
+        self.racing: dict[str, dict[str, Any]] = {}
         if stat is not None:
             from droplab._checks import check_choice
             from droplab.stats import STATS
@@ -1161,7 +1189,9 @@ class _Engine:
                 spec["metric"] = self.metric
                 store.init_study(self.name, spec)
                 round_no = 0
-                while True:
+                if self.race is not None:
+                    self._race()
+                while self.race is None:
                     configs = self.space.ask()
                     if not configs:
                         break
@@ -1175,6 +1205,7 @@ class _Engine:
                 step_cost = self._step_costs()
                 result = self._summarize(str(path))
                 result.step_cost = step_cost
+                result.racing = self.racing
                 store.set_summary(result.to_dict())
                 return result
         finally:
@@ -1190,7 +1221,71 @@ class _Engine:
             out.append(r)
         return out
 
-    def _run_round(self, round_no: int, configs: list[dict[str, Any]]) -> None:
+    def _race(self) -> None:
+        """``seeds="auto"``: seeds in rounds, only where the decision is still open (see run_sweep)."""
+        configs = self.space.ask()
+        while more := self.space.ask():
+            configs += more
+        keys = [self.plan.resolve(p).key for p in configs]
+        by_key = dict(zip(keys, configs))
+        targets = list(range(min(_RACE_STEP, self.race), self.race, _RACE_STEP)) + [self.race]
+        confidence = 1.0 - (1.0 - self.confidence) / len(targets)  # Bonferroni over the planned looks
+        n = {k: 0 for k in keys}
+        open_keys = list(keys)
+        why: dict[str, str] = {}
+        stop = f"max_seeds ({self.race}) reached with the decision still open"
+        for k, target in enumerate(targets):
+            seeds_for = {key: list(range(n[key], target)) for key in open_keys}
+            self._run_round(k, [by_key[key] for key in open_keys], seeds_for)
+            for key in open_keys:
+                n[key] = target
+            if k == len(targets) - 1:
+                break
+            open_keys, decided = self._still_open(keys, n, confidence, why)
+            if not open_keys:
+                stop = decided
+                break
+        for key in keys:
+            why.setdefault(key, f"raced to the end ({n[key]} seeds): {stop}")
+        self.racing = {key: {"seeds": n[key], "why": why[key]} for key in keys}
+        self.note(f"seeds=auto ({self.race} at most, rounds of {_RACE_STEP}): {stop}; "
+                  + ", ".join(f"{key}: {n[key]}" for key in keys)
+                  + f" seeds, {sum(n.values())} runs (fixed {self.race} seeds: {self.race * len(keys)})")
+
+    def _still_open(self, keys: list[str], n: dict[str, int], confidence: float,
+                    why: dict[str, str]) -> tuple[list[str], str]:
+        """The configurations that get more seeds: not decided worse than the best, plus the
+        baseline and the best while their comparison is open. Records why the others stopped;
+        with none open, also says what was decided."""
+        values = {k: {s: v for s, v in self._values(k).items() if s < n[k]} for k in keys}
+        means = {k: mean_ci(list(v.values())) for k, v in values.items()}
+        best = select_best(means, maximize=self.maximize)
+        if best is None:
+            return [], "no configuration has a finite metric"
+        out = {best}
+        against_best = compare(values, best, maximize=self.maximize, stat=self.stat, confidence=confidence)
+        for k, c in against_best.items():
+            if c.worse:
+                why.setdefault(k, f"stopped at {n[k]} seeds: decided worse than {best} "
+                                  f"(p = {c.p_holm:.2g} after Holm, level {1 - confidence:.3g} per round)")
+            else:
+                out.add(k)
+        r = self.resolved[best]
+        bkey = config_key(r.baseline) if r.baseline is not None else None
+        if bkey in values and bkey != best:
+            c = compare({bkey: values[bkey], best: values[best]}, bkey, maximize=self.maximize, stat=self.stat,
+                        confidence=confidence)[best]
+            decided = f"{best} is the best, decided {'better' if c.better else 'worse'} than {bkey}"
+            if not c.decided:
+                out |= {bkey}
+        else:
+            decided = f"{best} is the best"
+        if out == {best}:
+            return [], decided + ", every other configuration decided worse"
+        return [k for k in keys if k in out], ""
+
+    def _run_round(self, round_no: int, configs: list[dict[str, Any]],
+                   seeds_for: Mapping[str, list[int]] | None = None) -> None:
         resolved = self._register(configs)
         groups: dict[str, list[_Resolved]] = {}
         for r in resolved:
@@ -1199,7 +1294,7 @@ class _Engine:
         for gkey, rs in groups.items():
             # Members with equal per-member hyper-parameters next to each other: one optimizer each.
             rs = sorted(rs, key=lambda r: tuple(_sortable(getattr(r.train, f)) for f in MEMBER_FIELDS))
-            members = [(r, s) for r in rs for s in self.seeds]
+            members = [(r, s) for r in rs for s in (self.seeds if seeds_for is None else seeds_for[r.key])]
             splits = self.plan.data(rs[0])
             per = _estimate_mb(rs[0].net, rs[0], splits, 1)
             chunk = max(1, int(self.memory_mb // max(per, 1e-9)))
@@ -1211,7 +1306,7 @@ class _Engine:
                 self.parts[pkey] = part
                 plan.append((pkey, part))
         self.progress.plan(sum(len(p) for _, p in plan) * max(r.train.epochs for r in resolved))
-        label = f"round {round_no + 1} " if self.space.adaptive else ""
+        label = f"round {round_no + 1} " if self.space.adaptive or seeds_for is not None else ""
         jobs = [
             _Job(pkey, f"{label}population {i + 1}/{len(plan)} ({len(part)} runs)", part)
             for i, (pkey, part) in enumerate(plan)
