@@ -4,8 +4,9 @@ Each example trains the same model with and without dropout on the same seeds (s
 weights, same data order), so configurations are compared seed by seed: the table shows each
 configuration's mean over seeds with its 95% interval, and the paired difference to the
 no-dropout baseline with its own interval and verdict, both from droplab's one decision rule
-(:func:`droplab.stats.compare`: t below 5 seeds, bootstrap from 5 on, Holm-corrected across the
-configurations compared with the baseline); the line before the comparison names the rule.
+(:func:`droplab.stats.compare`: t with few seeds, bootstrap from
+:func:`droplab.stats.bootstrap_min_seeds` on, Holm-corrected across the configurations compared
+with the baseline); the line before the comparison names the rule.
 The last line an example prints starts with ``comparison:`` and names every configuration.
 """
 
@@ -76,7 +77,7 @@ def report(
     from rich.table import Table
 
     n_min = min(len(v) for v in results.values())
-    stat = resolve_stat(None, n_min)
+    stat = resolve_stat(None, n_min, max(1, len(results) - 1))
     comparisons = compare(results, baseline, maximize=higher_is_better, stat=stat)
     estimates = {name: interval(list(per_seed.values()), stat) for name, per_seed in results.items()}
     table = Table(title=f"{title}\n{metric}, mean over seeds with 95% {stat} interval")

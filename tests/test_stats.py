@@ -85,7 +85,10 @@ def test_coverage_lognormal_falls_short_but_studentized_is_best(n):
 
 def test_default_rule_matches_the_coverage_figures():
     assert BOOTSTRAP_MIN_SEEDS == 5
-    assert resolve_stat(None, 4) == "t" and resolve_stat(None, 5) == "bootstrap"
+    # ...and the exact sign-flip test must be able to reject after Holm: 2 / 2**n < 0.05 / m
+    assert [stats.bootstrap_min_seeds(m) for m in (1, 2, 3, 4, 6, 7)] == [6, 7, 7, 8, 8, 9]
+    assert resolve_stat(None, 5) == "t" and resolve_stat(None, 6) == "bootstrap"
+    assert resolve_stat(None, 7, family=5) == "t" and resolve_stat(None, 8, family=5) == "bootstrap"
     assert resolve_stat("t", 50) == "t" and resolve_stat("bootstrap", 3) == "bootstrap"
     with pytest.raises(ConfigError, match="stat must be one of 't', 'bootstrap'; got 'z'"):
         resolve_stat("z", 5)

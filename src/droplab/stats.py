@@ -39,8 +39,9 @@ Robust statistics for few seeds (added for decisions that must hold up with 3-20
   report, reproduction and example uses: ``"t"`` (Student-t intervals, paired t-test) or
   ``"bootstrap"`` (studentized bootstrap intervals, exact sign-flip test), Holm across the
   configurations compared with one baseline. The default (``stat=None``) is ``"bootstrap"``
-  from :data:`BOOTSTRAP_MIN_SEEDS` seeds on and ``"t"`` below (see ``tests/test_stats.py`` for
-  the coverage figures that chose the studentized interval).
+  from :func:`bootstrap_min_seeds` seeds on (at least :data:`BOOTSTRAP_MIN_SEEDS`, where the
+  studentized interval covers, and enough for the exact test to reach the level after Holm)
+  and ``"t"`` below (see ``tests/test_stats.py`` for the coverage figures).
 
 Non-finite values (a diverged run without a finite metric) are left out and counted.
 
@@ -65,7 +66,7 @@ from droplab.errors import ConfigError
 __all__ = [
     "Estimate", "mean_ci", "select_best", "one_standard_error", "paired_difference",
     "STATS", "BOOTSTRAP_MIN_SEEDS", "bootstrap_ci", "iqm", "prob_improvement", "paired_test", "holm",
-    "seeds_needed", "resolve_stat", "interval", "Comparison", "compare", "rule_text",
+    "seeds_needed", "bootstrap_min_seeds", "resolve_stat", "interval", "Comparison", "compare", "rule_text",
 ]
 
 
@@ -660,18 +661,35 @@ def seeds_needed(
 
 
 # --- the decision rule ----------------------------------------------------------------------------
-def resolve_stat(stat: str | None, n_seeds: int) -> str:
+def bootstrap_min_seeds(family: int = 1, confidence: float = 0.95) -> int:
+    """Fewest seeds from which the default rule is ``"bootstrap"`` for a family of comparisons.
+
+    The larger of :data:`BOOTSTRAP_MIN_SEEDS` (where the studentized interval covers) and the
+    fewest seeds with which the exact sign-flip test can reject at all after Holm's correction:
+    its smallest p-value is ``2 / 2**n``, so ``2**n > 2 m / alpha``. 6 seeds for one
+    comparison, 7 for two or three, 8 for four to six, at 95%.
+
+    Example:
+        >>> bootstrap_min_seeds(1), bootstrap_min_seeds(5), bootstrap_min_seeds(10)
+        (6, 8, 9)
+    """
+    alpha = 1.0 - confidence
+    return max(BOOTSTRAP_MIN_SEEDS, math.floor(math.log2(2 * max(1, family) / alpha)) + 1)
+
+
+def resolve_stat(stat: str | None, n_seeds: int, family: int = 1, confidence: float = 0.95) -> str:
     """The rule a study uses: ``stat`` if given, else ``"bootstrap"`` from
-    :data:`BOOTSTRAP_MIN_SEEDS` seeds on and ``"t"`` below.
+    :func:`bootstrap_min_seeds` seeds on (``family`` comparisons at ``confidence``) and ``"t"``
+    below: a rule whose test cannot decide would not be a rule.
 
     An explicit choice is kept whatever the seed count.
 
     Example:
-        >>> resolve_stat(None, 3), resolve_stat(None, 5), resolve_stat("t", 20)
-        ('t', 'bootstrap', 't')
+        >>> resolve_stat(None, 5), resolve_stat(None, 6), resolve_stat(None, 6, family=5), resolve_stat("t", 20)
+        ('t', 'bootstrap', 't', 't')
     """
     if stat is None or stat == "auto":
-        return "bootstrap" if n_seeds >= BOOTSTRAP_MIN_SEEDS else "t"
+        return "bootstrap" if n_seeds >= bootstrap_min_seeds(family, confidence) else "t"
     return check_choice("stat", stat, STATS)
 
 
@@ -773,7 +791,7 @@ def compare(
     keys = [k for k in values if k != baseline]
     diffs = {k: [v for v in _pairs(dict(values[k]), dict(base)) if math.isfinite(v)] for k in keys}
     n_min = min((len(d) for d in diffs.values()), default=0)
-    rule = resolve_stat(stat, n_min)
+    rule = resolve_stat(stat, n_min, max(1, len(keys)), confidence)
     ps = {}
     for k in keys:
         d = np.asarray(diffs[k], dtype=np.float64)
@@ -826,6 +844,8 @@ def rule_text(stat: str, confidence: float = 0.95, family: int = 1, requested: s
     holm_text = (f", Holm-corrected across {family} comparisons with the baseline" if family > 1 else "")
     why = ""
     if requested is None:
-        why = (f"; the default: bootstrap from {BOOTSTRAP_MIN_SEEDS} seeds on, t below" if stat == "bootstrap"
-               else f"; the default: t below {BOOTSTRAP_MIN_SEEDS} seeds, bootstrap from {BOOTSTRAP_MIN_SEEDS} on")
+        n = bootstrap_min_seeds(family, confidence)
+        why = (f"; the default: bootstrap from {n} seeds on for {family} comparison(s), t below" if stat == "bootstrap"
+               else f"; the default: t below {n} seeds for {family} comparison(s), where the exact test "
+                    "could not reach the level")
     return f"decision rule: {stat} ({what}{holm_text}{why})"

@@ -679,7 +679,8 @@ def _read(store: Store) -> Study:
     study.stat_requested = requested if requested in ("t", "bootstrap") else None
     stored = (summary or {}).get("stat")
     n_min = min((len(c.runs) for c in configs), default=0)
-    study.stat = stored if stored in ("t", "bootstrap") else resolve_stat(study.stat_requested, n_min)
+    family = max((len(study.peers(c)) - 1 for c in configs if c.is_baseline), default=1)
+    study.stat = stored if stored in ("t", "bootstrap") else resolve_stat(study.stat_requested, n_min, max(1, family))
     for c in configs:
         c.stat = study.stat
     _labels(study)

@@ -224,7 +224,7 @@ class _Est(Estimate):
 
 
 def _est(values: Mapping[int, float]) -> _Est:
-    """Mean and 95% interval over seeds of ``{seed: value}`` (droplab's rule: t below 5 seeds, bootstrap from 5)."""
+    """Mean and 95% interval over seeds of ``{seed: value}`` (droplab's rule: :func:`droplab.stats.resolve_stat`)."""
     e = interval(list(values.values()), resolve_stat(None, len(values)))
     return _Est(**dataclasses.asdict(e), per_seed={int(k): float(v) for k, v in values.items()})
 
@@ -232,8 +232,8 @@ def _est(values: Mapping[int, float]) -> _Est:
 def _diff(a: Mapping[int, float], b: Mapping[int, float]) -> _Est:
     """Paired by seed: mean and 95% interval of ``a[s] - b[s]`` over the seeds both have.
 
-    The interval is the rule's (:func:`droplab.stats.resolve_stat`: t below 5 seeds, studentized
-    bootstrap from 5); each verdict is one comparison, so there is no family to correct.
+    The interval is the rule's (:func:`droplab.stats.resolve_stat`: t below 6 seeds, studentized
+    bootstrap from 6); each verdict is one comparison, so there is no family to correct.
     """
     n = sum(1 for s in a if s in b)
     e = paired_difference(dict(a), dict(b), method=resolve_stat(None, n))

@@ -1443,7 +1443,12 @@ class _Engine:
         estimates: dict[str, Estimate] = {}
         rows = []
         n_seeds = min((len(by.get(self.config_ids[k], [])) for k in self.resolved), default=0)
-        rule = self._rule = resolve_stat(self.stat, n_seeds)
+        sizes: dict[str, int] = {}
+        for key, r in self.resolved.items():
+            bkey = config_key(r.baseline) if r.baseline is not None else None
+            if bkey is not None and bkey != key and bkey in self.resolved:
+                sizes[bkey] = sizes.get(bkey, 0) + 1
+        rule = self._rule = resolve_stat(self.stat, n_seeds, max(sizes.values(), default=1), self.confidence)
         for key, r in self.resolved.items():
             runs = by.get(self.config_ids[key], [])
             values = {run["seed"]: _num((run["result"] or {}).get(self.metric)) for run in runs}
