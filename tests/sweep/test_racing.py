@@ -79,3 +79,22 @@ def test_racing_resumes_after_kill_9_mid_round(npz, tmp_path):
     assert runs == ref_runs and epochs == ref_epochs
     assert summary == ref_summary and summary["racing"]
     assert len(runs) == sum(v["seeds"] for v in summary["racing"].values())
+
+
+def test_report_shows_seeds_per_configuration_and_why(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from droplab.report import load_study, print_summary
+    from droplab.report.html import render_html
+
+    run_sweep(SPEC, data=toy_tensors(), space={"dropout.hidden": [0.0, 0.9]}, seeds="auto", max_seeds=10,
+              train=TRAIN, store=tmp_path / "r.db", progress=False)
+    study = load_study(tmp_path / "r.db")
+    assert set(study.racing) == {c.key for c in study.configurations}
+    page = render_html(study, figures_b64={})
+    assert "--seeds auto" in page and "seeds &ndash;" in page
+    buf = io.StringIO()
+    print_summary(study, Console(file=buf, width=200))
+    assert "seeds for no dropout: " in buf.getvalue()

@@ -236,6 +236,7 @@ def _results_table(study: Study) -> str:
 {_e(study.rule_text())}.
 &Delta;: paired per-seed difference in {_e(metric_name(study.metric))} against the configuration
 without dropout; best epoch: lowest validation loss.</p>
+{_racing(study)}
 <div class="scroll"><table>
 <thead><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr></thead>
 <tbody>
@@ -243,6 +244,15 @@ without dropout; best epoch: lowest validation loss.</p>
 </tbody>
 </table></div>
 </section>"""
+
+
+def _racing(study: Study) -> str:
+    """With ``--seeds auto``: how many seeds each configuration got, and why."""
+    if not study.racing:
+        return ""
+    items = "".join(f"<li>{_e(study.describe(c))}: {int(info['seeds'])} seeds &ndash; {_e(info['why'])}</li>"
+                    for c in study.configurations if (info := study.racing.get(c.key)))
+    return f'<p class="small">Seeds were added in rounds only where the decision was open (--seeds auto):</p><ul>{items}</ul>'
 
 
 def _cost_table(study: Study) -> str:

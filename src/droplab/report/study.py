@@ -524,6 +524,12 @@ class Study:
         cost = (self.summary or {}).get("step_cost")
         return dict(cost) if isinstance(cost, Mapping) else {}
 
+    @property
+    def racing(self) -> dict[str, dict[str, Any]]:
+        """With ``--seeds auto``: configuration key -> ``{"seeds", "why"}`` ({} otherwise)."""
+        racing = (self.summary or {}).get("racing")
+        return dict(racing) if isinstance(racing, Mapping) else {}
+
     def convergence(self, config: Configuration, which: str = "best") -> dict[int, float]:
         """Seed -> epochs to the best validation epoch (``"best"``) or to within 1% of its loss (``"within"``)."""
         out = {}

@@ -114,6 +114,10 @@ def print_summary(
     diag = diagnosis or diagnose(study)
     console.print(summary_table(study))
     console.print(escape(study.rule_text()))
+    for c in study.configurations:
+        info = study.racing.get(c.key)
+        if info:
+            console.print(escape(f"seeds for {study.describe(c)}: {info['seeds']} -- {info['why']}"))
     for f in diag.findings:
         style = _LEVEL_STYLE.get(f.level, "")
         text = f"{_LEVEL_MARK.get(f.level, '-')} {escape(f.sentence)}"
