@@ -10,8 +10,9 @@ A disagreement is returned as such; nothing is retried or tuned.
 Absolute MNIST/ImageNet numbers cannot be rerun offline: the findings reproduce the *shape*
 on MNIST-1D (Greydanus 2020, arXiv:2011.14439; a 1000-example training subset, so that a
 128x2 MLP is heavily over-parameterized), Fashion-MNIST (Xiao et al. 2017, arXiv:1708.07747)
-and a synthetic sine regression. Intervals are 95% Student-t intervals over seeds
-(:func:`droplab.sweep.mean_ci`); differences between arms are paired by seed
+and a synthetic sine regression. Intervals are 95% intervals over seeds under droplab's decision
+rule (:func:`droplab.stats.resolve_stat`: Student-t with few seeds, studentized bootstrap from 6
+on; each finding's notes name it); differences between arms are paired by seed
 (:func:`droplab.sweep.paired_difference`): runs with one seed share initialization, data order
 and, in MLPs, the dropout uniforms. The training subset is the same for every seed (data seed
 0), so the intervals cover initialization, data order and masks, not the draw of the data.
@@ -39,7 +40,7 @@ from typing import Any
 from droplab._checks import check_choice
 from droplab.models import ModelSpec
 from droplab.reproduce._train import Arm, Skip, as_sequence, finite, load, train_group
-from droplab.stats import Estimate, mean_ci, paired_difference
+from droplab.stats import Estimate, paired_difference
 from droplab.stats import interval, resolve_stat, rule_text
 from droplab.train import EarlyStopping, TrainConfig
 
