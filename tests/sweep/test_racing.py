@@ -98,3 +98,12 @@ def test_report_shows_seeds_per_configuration_and_why(tmp_path):
     buf = io.StringIO()
     print_summary(study, Console(file=buf, width=200))
     assert "seeds for no dropout: " in buf.getvalue()
+
+
+def test_cli_seeds_errors_end_with_one_line(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep", "--seeds", "foo"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "expected a number of seeds or 'auto', got 'foo'" in err
+    assert main(["sweep", "--seeds", "auto", "--max-seeds", "0", "--quiet"]) == 2
+    assert capsys.readouterr().err == "droplab: error: max_seeds must be a positive integer, got 0\n"
