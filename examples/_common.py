@@ -2,8 +2,11 @@
 
 Each example trains the same model with and without dropout on the same seeds (same initial
 weights, same data order), so configurations are compared seed by seed: the table shows each
-configuration's mean over seeds with its 95% Student-t interval, and the paired difference to
-the no-dropout baseline with its own interval (:func:`droplab.stats.paired_difference`).
+configuration's mean over seeds with its 95% interval, and the paired difference to the
+no-dropout baseline with its own interval and verdict, both from droplab's one decision rule
+(:func:`droplab.stats.compare`: t with few seeds, bootstrap from
+:func:`droplab.stats.bootstrap_min_seeds` on, Holm-corrected across the configurations compared
+with the baseline); the line before the comparison names the rule.
 The last line an example prints starts with ``comparison:`` and names every configuration.
 """
 
@@ -14,7 +17,7 @@ import math
 import time
 from collections.abc import Mapping
 
-from droplab.stats import Estimate, mean_ci, paired_difference
+from droplab.stats import Estimate, compare, interval, resolve_stat, rule_text
 
 __all__ = ["add_common_args", "report", "Timer"]
 
@@ -73,8 +76,11 @@ def report(
     from rich.console import Console
     from rich.table import Table
 
-    estimates = {name: mean_ci(list(per_seed.values())) for name, per_seed in results.items()}
-    table = Table(title=f"{title}\n{metric}, mean over seeds with 95% t interval")
+    n_min = min(len(v) for v in results.values())
+    stat = resolve_stat(None, n_min, max(1, len(results) - 1))
+    comparisons = compare(results, baseline, maximize=higher_is_better, stat=stat)
+    estimates = {name: interval(list(per_seed.values()), stat) for name, per_seed in results.items()}
+    table = Table(title=f"{title}\n{metric}, mean over seeds with 95% {stat} interval")
     table.add_column("configuration")
     table.add_column("mean", justify="right")
     table.add_column("95% CI", justify="right")
@@ -88,7 +94,7 @@ def report(
         if name == baseline:
             diff_text = "baseline"
         else:
-            diffs[name] = d = paired_difference(per_seed, results[baseline])
+            diffs[name] = d = comparisons[name].diff
             diff_text = f"{d.mean:+.{digits}f} {_interval(d, digits)}"
         row = [
             name,
@@ -115,11 +121,11 @@ def report(
         if not math.isfinite(d.lo):
             verdicts.append(f"{name} {d.mean:+.{digits}f} (one seed: no interval)")
             continue
-        better = d.lo > 0 if higher_is_better else d.hi < 0
-        worse = d.hi < 0 if higher_is_better else d.lo > 0
-        word = "better" if better else "worse" if worse else "no clear difference"
+        c = comparisons[name]
+        word = "better" if c.better else "worse" if c.worse else "no clear difference"
         verdicts.append(f"{name} {d.mean:+.{digits}f} {_interval(d, digits)} ({word})")
     direction = "higher" if higher_is_better else "lower"
+    print(rule_text(stat, family=len(diffs)))
     print(
         f"comparison: {metric} ({direction} is better, {n} seed{'s' * (n != 1)}): "
         + " | ".join(parts)

@@ -245,8 +245,12 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
         g.add_argument(f"--{flag}", metavar="LIST", help=f"{flag.replace('-', ' ')} value(s)")
     g.add_argument("--sampler", help="grid (default), random, tpe (needs optuna)")
     g.add_argument("--trials", type=int, help="configurations drawn by random / tpe")
-    g.add_argument("--seeds", type=int, help="number of seeds (default 3)")
+    g.add_argument("--seeds", type=_seeds_arg,
+                   help="number of seeds (default 3), or auto: add seeds in rounds only where the decision is open")
+    g.add_argument("--max-seeds", type=int, help="with --seeds auto: the most seeds a configuration gets (default 20)")
     g.add_argument("--metric", help="selection metric: val_acc, val_loss, val_rmse")
+    g.add_argument("--stat", choices=("t", "bootstrap"),
+                   help="decision rule: t or bootstrap (default: bootstrap from 5 seeds on, t below; stored with the study)")
     g = p.add_argument_group("data, model, training (as in droplab train)")
     g.add_argument("--dataset", help="mnist1d (default), fashion_mnist, digits, iris, ..., csv, npz")
     g.add_argument("--data", metavar="PATH", help="file for --dataset csv or npz")
@@ -271,6 +275,16 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_sweep)
 
 
+def _seeds_arg(text: str) -> int | str:
+    """``--seeds``: a count or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seeds or 'auto', got {text!r}") from None
+
+
 _SWEEP_SECTIONS = {
     "dataset": ("data", "name"), "data": ("data", "path"), "subsample": ("data", "subsample"),
     "model": ("model", "kind"), "hidden": ("model", "hidden"), "activation": ("model", "activation"),
@@ -292,6 +306,8 @@ def _run_sweep(args: argparse.Namespace) -> int:
         if getattr(args, dest) is not None:
             sections.setdefault(section, {})[key] = getattr(args, dest)
     top = {k: getattr(args, k) for k in _SWEEP_TOP}
+    top["stat"] = args.stat
+    top["max_seeds"] = args.max_seeds
     if args.no_population:
         top["population"] = False
     lists = {k.replace("-", "_"): getattr(args, k.replace("-", "_")) for k in ("lr", "weight-decay", "l1", "l2", "max-norm")}
@@ -331,6 +347,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
     for note in result.notes:
         console.print(f"note: {note}")
     console.print(result.table())
+    console.print(result.stat_text)
     console.print(f"best: {result.best}    one-standard-error choice: {result.one_se}")
     if result.test:
         console.print(result.test_table())

@@ -76,7 +76,7 @@ def _store_content(db):
         ]
         epochs = [{k: v for k, v in e.items() if k not in TIMING} for e in st.epochs()]
         summary = st.summary()
-    for key in ("store",):
+    for key in ("store", "step_cost"):  # step_cost: measured wall times, like "seconds"
         summary.pop(key)
     for row in summary["rows"]:
         for key in ("seconds", "peak_mem_mb"):

@@ -17,9 +17,15 @@ Thresholds (module constants, so a reader can see and change them):
   *and* its validation loss is at least :data:`UNDERFIT_VAL_MARGIN` (relative) above the
   study's best: too much noise to fit the training set, and worse for it. The sentence also
   gives the ratio to the no-dropout baseline's train-eval loss.
-* Dropout helps when the 95% t interval of the paired difference in the selection metric
-  (selected minus no-dropout baseline, same seeds) lies entirely on the better side of zero;
-  otherwise "did not help".
+* Dropout helps when the study's decision rule (:func:`droplab.stats.compare`: t or
+  bootstrap, Holm-corrected across the dropout settings compared with the same baseline)
+  finds the selected configuration better than no dropout in the selection metric (same
+  seeds); otherwise "did not help". Without a decision, the 95% interval of the paired
+  difference lying on the better side of zero counts (the rule of studies written before).
+* When the selection metric and the validation loss (NLL, a proper scoring rule: Gneiting &
+  Raftery, JASA 2007) disagree about dropout, :func:`metrics_disagree` says both and which one
+  decided; an undecided comparison gets :func:`seeds_sentence` (how many seeds it would need,
+  :func:`droplab.stats.seeds_needed`).
 * :data:`GAP_MIN_CHANGE` -- the generalization gap (validation minus train-eval loss of the
   final weights) is reported when it changes by at least this fraction against the baseline.
 * :data:`EARLY_STOP_PATIENCE`, :data:`EARLY_STOP_MIN_SAVING` -- patience-based early stopping
@@ -43,7 +49,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from droplab.stats import Estimate
+from droplab.stats import Comparison, Estimate
 
 if TYPE_CHECKING:
     from droplab.report.study import Configuration, Study
@@ -65,7 +71,10 @@ __all__ = [
     "format_metric",
     "format_change",
     "dropout_effect",
+    "metrics_disagree",
+    "seeds_sentence",
     "gap_change",
+    "measured_cost",
     "early_stop_epoch",
     "early_stopping_savings",
     "early_stopping_used",
@@ -99,7 +108,8 @@ class Finding:
 
     Attributes:
         kind: ``"overfitting"``, ``"underfitting"``, ``"helped"``, ``"no_help"``,
-            ``"one_se"``, ``"gap"``, ``"early_stopping"``, ``"diverged"``.
+            ``"one_se"``, ``"gap"``, ``"early_stopping"``, ``"diverged"``, ``"metrics_disagree"``,
+            ``"seeds_needed"``, ``"cost"``.
         sentence: what a reader sees.
         numbers: the values in the sentence, unrounded (tests and JSON use these).
         level: ``"good"``, ``"info"`` or ``"warning"`` (the page colours by it).
@@ -274,6 +284,7 @@ def dropout_effect(
     is_baseline: bool = False,
     data_size: int | None = None,
     extra: str | None = None,
+    decision: Comparison | None = None,
 ) -> Finding:
     """Did dropout help? The paired difference of the selection metric against no dropout.
 
@@ -287,10 +298,13 @@ def dropout_effect(
         is_baseline: the selected configuration has no dropout.
         data_size: number of training examples, named in the sentence when known.
         extra: a clause appended after a semicolon (e.g. how the other metric moved).
+        decision: the study's rule applied to this comparison (:func:`droplab.stats.compare`);
+            when given it decides, and the sentence says when Holm's correction undid an
+            interval that excludes zero.
 
     Returns:
-        ``"helped"`` (good) when the 95% interval lies entirely on the better side of zero,
-        else ``"no_help"``.
+        ``"helped"`` (good) when the rule decides "better" (without ``decision``: the 95%
+        interval lies entirely on the better side of zero), else ``"no_help"``.
 
     Example:
         >>> from droplab.stats import mean_ci
@@ -315,6 +329,9 @@ def dropout_effect(
         )
         return Finding("no_help", sentence, nums, "info")
     helped = diff.lo > 0 if maximize else diff.hi < 0
+    if decision is not None:
+        nums.update(p=decision.p, p_holm=decision.p_holm, family=decision.family)
+        helped = decision.better
     if not helped:
         sentence = (
             f"dropout did not help at this data size{size}: the best dropout setting ({label}) "
@@ -322,6 +339,12 @@ def dropout_effect(
             f"{format_change(metric, diff.lo, unit=False)} to {format_change(metric, diff.hi, unit=False)}) against no "
             "dropout" + (", an interval that includes zero" if diff.lo <= 0 <= diff.hi else "")
         )
+        if decision is not None and not decision.decided and not diff.lo <= 0 <= diff.hi:
+            sentence += (f", but the {decision.stat} rule's test does not reject no difference "
+                         f"(p = {decision.p:.2g}, {decision.p_holm:.2g} after Holm's correction across "
+                         f"{decision.family} comparison(s))")
+        elif decision is not None and decision.worse:
+            sentence += " (worse, decided)"
         if extra:
             sentence += f"; {extra}"
         return Finding("no_help", sentence, nums, "info")
@@ -337,6 +360,118 @@ def dropout_effect(
     if extra:
         sentence += f"; {extra}"
     return Finding("helped", sentence, nums, "good")
+
+
+def _verdict(c: Comparison | None) -> str:
+    if c is None:
+        return "no dropout is best"
+    return "better" if c.better else "worse" if c.worse else "undecided"
+
+
+def metrics_disagree(
+    selection: str,
+    sel_label: str,
+    sel_cmp: Comparison | None,
+    loss_label: str,
+    loss_cmp: Comparison | None,
+    baseline_loss: float,
+    loss: float,
+) -> Finding | None:
+    """Say both verdicts when the selection metric and the validation loss (NLL) disagree.
+
+    The validation loss of a classifier is its negative log-likelihood, a strictly proper
+    scoring rule (Gneiting & Raftery, "Strictly Proper Scoring Rules, Prediction, and
+    Estimation", JASA 2007): it rewards calibrated probabilities, where accuracy only counts
+    the top class. They disagree when one is decided better or worse and the other is not the
+    same. The decision keeps the selection metric (what the study was asked to select by).
+
+    Args:
+        selection: the selection metric (e.g. ``val_acc``).
+        sel_label, sel_cmp: the configuration best by it and its comparison with no dropout
+            (None when no dropout is best).
+        loss_label, loss_cmp: the same for ``val_loss``.
+        baseline_loss, loss: mean validation loss of no dropout and of ``loss_label``.
+
+    Example:
+        >>> metrics_disagree("val_acc", "rate 0.1", None, "rate 0.3", None, 1.1, 0.9) is None
+        True
+    """
+    if selection == "val_loss":
+        return None
+    v_sel, v_loss = _verdict(sel_cmp), _verdict(loss_cmp)
+    decided_sel = sel_cmp is not None and sel_cmp.decided
+    decided_loss = loss_cmp is not None and loss_cmp.decided
+    if not (decided_sel or decided_loss) or (decided_sel and decided_loss and v_sel == v_loss):
+        return None
+    loss_text = (f"by {metric_name('val_loss')} (NLL, a proper scoring rule) {loss_label} is {v_loss} than no "
+                 f"dropout ({format_metric('val_loss', baseline_loss)} -> {format_metric('val_loss', loss)}"
+                 + (f", 95% CI of the difference {format_change('val_loss', loss_cmp.diff.lo, unit=False)} to "
+                    f"{format_change('val_loss', loss_cmp.diff.hi, unit=False)})" if loss_cmp is not None else ")"))
+    sel_text = (f"by {metric_name(selection)} " + (f"{sel_label} is {v_sel}" if sel_cmp is not None
+                                                   else "no dropout is best"))
+    sentence = (
+        f"the metrics disagree: {loss_text}, while {sel_text}. The decision used {metric_name(selection)}, "
+        f"the study's selection metric; the loss also rewards calibrated confidence, so when "
+        f"probabilities matter rerun with --metric val_loss to decide by it"
+    )
+    nums = {"selection": selection, "selection_verdict": v_sel, "loss_verdict": v_loss}
+    return Finding("metrics_disagree", sentence, nums, "warning")
+
+
+def seeds_sentence(label: str, c: Comparison, metric: str) -> Finding | None:
+    """How many seeds the undecided comparison of ``label`` with no dropout would need.
+
+    From :attr:`droplab.stats.Comparison.seeds_needed` (paired t power analysis at the observed
+    effect, 80% power, Holm's first step; Colas et al. 2018, arXiv:1806.08295).
+
+    Example:
+        >>> from droplab.stats import compare
+        >>> v = {"none": {0: 0.70, 1: 0.72, 2: 0.71}, "r": {0: 0.71, 1: 0.72, 2: 0.73}}
+        >>> seeds_sentence("rate 0.1", compare(v, "none", maximize=True)["r"], "val_acc").numbers["seeds"]
+        8
+    """
+    if c.decided:
+        return None
+    if c.seeds_needed is None:
+        sentence = (f"{label} and no dropout differ by {format_change(metric, c.diff.mean)} in "
+                    f"{metric_name(metric)}: too small an effect for any practical number of seeds to tell apart")
+        return Finding("seeds_needed", sentence, {"seeds": None, "now": c.n}, "info")
+    sentence = (f"distinguishing {label} from no dropout at this effect ({format_change(metric, c.diff.mean)} "
+                f"{metric_name(metric)}) needs about {c.seeds_needed} seeds (now {c.n}; paired t power analysis, "
+                f"80% power" + (f", Holm across {c.family} comparisons" if c.family > 1 else "") + ")")
+    return Finding("seeds_needed", sentence, {"seeds": c.seeds_needed, "now": c.n}, "info")
+
+
+def measured_cost(label: str, info: dict[str, Any], epochs: Estimate | None) -> Finding | None:
+    """The cost of ``label`` against no dropout, as measured alone and in epochs to converge.
+
+    Args:
+        label: the configuration.
+        info: its entry of the sweep's ``step_cost`` (``ratio``, ``ratio_lo``, ``ratio_hi``,
+            ``memory_ratio``); see :func:`droplab.sweep.cost.measure_step_costs`.
+        epochs: per-seed ratio of epochs to the best validation epoch (None if unknown).
+
+    Example:
+        >>> measured_cost("rate 0.5", {"ratio": 1.3, "ratio_lo": 1.1, "ratio_hi": 1.5,
+        ...                            "memory_ratio": 1.2}, None).numbers["time_ratio"]
+        1.3
+    """
+    r = info.get("ratio")
+    if not _ok(r):
+        return None
+    sentence = f"cost: trained alone, {label} takes {r:.2f}x the time per step of no dropout"
+    if _ok(info.get("ratio_lo"), info.get("ratio_hi")):
+        sentence += f" (95% CI {info['ratio_lo']:.2f} to {info['ratio_hi']:.2f})"
+    nums: dict[str, Any] = {"time_ratio": r}
+    if _ok(info.get("memory_ratio")):
+        sentence += f" and {info['memory_ratio']:.2f}x the memory"
+        nums["memory_ratio"] = info["memory_ratio"]
+    if epochs is not None and _ok(epochs.mean):
+        sentence += f", and reaches its best validation epoch after {epochs.mean:.2f}x the epochs"
+        if _ok(epochs.lo, epochs.hi):
+            sentence += f" (95% CI {epochs.lo:.2f} to {epochs.hi:.2f})"
+        nums["epochs_ratio"] = epochs.mean
+    return Finding("cost", sentence, nums, "info")
 
 
 def gap_change(label: str, gap: float, baseline_gap: float) -> Finding | None:
@@ -505,6 +640,7 @@ def recommend(
     edge: tuple[str, str, str] | None = None,
     n_seeds: int = 0,
     early_saving: float | None = None,
+    seeds_needed: int | None = None,
 ) -> str:
     """What to try next, in one to three sentences.
 
@@ -520,6 +656,7 @@ def recommend(
         n_seeds: seeds per configuration (fewer than :data:`FEW_SEEDS` with an undecided
             comparison: ask for more).
         early_saving: fraction of epochs early stopping would save (if worth saying).
+        seeds_needed: seeds the undecided comparison would need (see :func:`seeds_sentence`).
 
     Example:
         >>> recommend(has_baseline=True, helped=True, selected="rate 0.3")
@@ -538,7 +675,10 @@ def recommend(
             out.append("The model without dropout does not overfit here, so dropout has nothing to "
                        "fix: try a larger model or longer training before adding dropout.")
     elif not helped:
-        if 0 < n_seeds < FEW_SEEDS:
+        if seeds_needed is not None and seeds_needed > n_seeds:
+            out.append(f"{selected} looks best but cannot be told apart from no dropout yet: rerun "
+                       f"with about {seeds_needed} seeds (now {n_seeds}) before choosing.")
+        elif 0 < n_seeds < FEW_SEEDS:
             out.append(f"{selected} looks best but cannot be told apart from no dropout yet: rerun "
                        f"with more seeds (now {n_seeds}) before choosing.")
         else:
@@ -620,16 +760,39 @@ def diagnose(study: Study) -> Diagnosis:
     helped = False
     # dropout effect: the selected configuration against its own no-dropout twin
     own_base = sel if sel.is_baseline else study.baseline_for(sel)
+    seeds_needed = None
     if own_base is not None:
-        diff = None if sel.is_baseline else study.paired(sel, m)
+        cmp_sel = None if sel.is_baseline else study.comparison(sel, m)
+        diff = None if cmp_sel is None else cmp_sel.diff
         other = "val_loss" if m != "val_loss" else study.score_metric
         b_o, s_o = own_base.estimate(other).mean, sel.estimate(other).mean
         extra = (f"{metric_name(other)} {format_metric(other, b_o)} -> {format_metric(other, s_o)}"
                  if _ok(b_o, s_o) else None)
         f = dropout_effect(sel_d, diff, own_base.estimate(m), metric=m, maximize=study.maximize,
-                           is_baseline=sel.is_baseline, data_size=study.data_size(), extra=extra)
+                           is_baseline=sel.is_baseline, data_size=study.data_size(), extra=extra,
+                           decision=cmp_sel)
         findings.append(f)
         helped = f.kind == "helped"
+        # the proper scoring rule's verdict, and the seeds an undecided comparison would need
+        peers = [c for c in study.peers(own_base) if not c.is_baseline]
+        if peers and study.task == "classification":
+            by_loss = min(peers, key=lambda c: (not _ok(c.estimate("val_loss").mean), c.estimate("val_loss").mean))
+            cmp_loss = study.comparison(by_loss, "val_loss")
+            f = metrics_disagree(m, sel_d, cmp_sel, study.describe(by_loss), cmp_loss,
+                                 own_base.estimate("val_loss").mean, by_loss.estimate("val_loss").mean)
+            if f:
+                findings.append(f)
+        if peers:
+            best_peer = sel if not sel.is_baseline else max(
+                peers, key=lambda c: (_ok(c.estimate(m).mean),
+                                      (1 if study.maximize else -1) * c.estimate(m).mean
+                                      if _ok(c.estimate(m).mean) else 0.0))
+            cmp_peer = cmp_sel if best_peer is sel else study.comparison(best_peer, m)
+            if cmp_peer is not None:
+                f = seeds_sentence(study.describe(best_peer), cmp_peer, m)
+                if f:
+                    findings.append(f)
+                    seeds_needed = f.numbers["seeds"]
     # one standard error
     if one is not None and one.key != sel.key:
         f = one_se_note(sel_d, study.describe(one), sel.estimate(m), one.estimate(m), m)
@@ -662,6 +825,15 @@ def diagnose(study: Study) -> Diagnosis:
         f = gap_change(sel_d, gap(sel), gap(own_base))
         if f:
             findings.append(f)
+    # measured cost: the selected configuration (else the largest rate) against no dropout
+    cost = study.step_cost
+    if cost and own_base is not None:
+        who = sel if not sel.is_baseline else max(
+            (c for c in study.peers(own_base) if not c.is_baseline), key=lambda c: c.total_rate, default=None)
+        if who is not None and who.key in cost:
+            f = measured_cost(study.describe(who), cost[who.key], study.convergence_ratio(who, "best"))
+            if f:
+                findings.append(f)
     # early stopping
     budget = study.max_epochs()
     full = [r for c in study.configurations for r in c.runs
@@ -690,5 +862,6 @@ def diagnose(study: Study) -> Diagnosis:
         edge=_edge(study, sel) if (helped or not study.dropout_axes) else None,
         n_seeds=min(len(c.runs) for c in study.configurations),
         early_saving=early_saving,
+        seeds_needed=seeds_needed,
     )
     return Diagnosis(findings, rec)

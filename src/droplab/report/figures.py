@@ -443,8 +443,53 @@ def _ratio(c: Configuration, base: Configuration | None, name: str):
     return mean_ci(ratios)
 
 
+def _measured_cost_figure(study: Study) -> Figure:
+    """Per-step time and memory trained alone, and epochs to the best epoch, against no dropout."""
+    configs = [c for c in study.configurations if study.baseline_for(c) is not None]
+    cost = study.step_cost
+    fig = Figure(figsize=(_WIDTH, 1.3 + _row_height(study, configs) * len(configs)), layout="constrained")
+    axes = fig.subplots(1, 3, sharey=True)
+    ys = list(range(len(configs)))
+    for ax, what in zip(axes, ("time", "memory", "epochs")):
+        for y, c in zip(ys, configs):
+            if what == "epochs":
+                est = study.convergence_ratio(c, "best")
+                mean, lo, hi = (est.mean, est.lo, est.hi) if est is not None else (math.nan,) * 3
+            else:
+                info = cost.get(c.key, {})
+                if c.is_baseline:
+                    mean = lo = hi = 1.0
+                elif what == "time":
+                    mean, lo, hi = (info.get(k, math.nan) for k in ("ratio", "ratio_lo", "ratio_hi"))
+                else:
+                    mean = lo = hi = info.get("memory_ratio", math.nan)
+            if mean is None or not math.isfinite(mean):
+                continue
+            err = ([[mean - lo], [hi - mean]] if lo is not None and math.isfinite(lo) and hi > lo else None)
+            color = _GREY if c.is_baseline else PALETTE[0]
+            ax.errorbar([mean], [y], xerr=err, fmt="o", color=color, capsize=3, ms=6)
+            ax.annotate(f"{mean:.2f}x", (mean, y), xytext=(0, 7), textcoords="offset points", ha="center",
+                        fontsize=8, color="#333333")
+        ax.axvline(1.0, color="black", lw=0.9)
+        ax.set_xlabel({"time": "time per step, trained alone", "memory": "memory per step (saved tensors + state)",
+                       "epochs": "epochs to the best validation epoch"}[what] + "\n/ no dropout's")
+        ax.margins(x=0.15)
+    axes[0].set_yticks(ys, [_txt(study.describe(c)) for c in configs])
+    axes[0].set_ylim(len(configs) - 0.4, -0.7)
+    fig.suptitle("Cost against no dropout: per step trained alone (interleaved rounds, 95% CI over rounds), "
+                 "and epochs to converge (95% CI over seeds)", x=0.01, ha="left", fontsize=10, fontweight="bold")
+    return fig
+
+
 def cost_figure(study: Study) -> Figure:
-    """Wall time and peak memory per configuration, relative to its no-dropout baseline."""
+    """Wall time and peak memory per configuration, relative to its no-dropout baseline.
+
+    When the sweep measured each configuration alone (``study.step_cost``), the figure shows
+    those measurements and the epochs to the best validation epoch instead of the population's
+    per-run share of the time (which is the same for every member by construction).
+    """
+    if study.step_cost and any(study.baseline_for(c) is not None for c in study.configurations):
+        return _measured_cost_figure(study)
     configs = study.configurations
     fig = Figure(figsize=(_WIDTH, 1.3 + _row_height(study, configs) * len(configs)), layout="constrained")
     left, right = fig.subplots(1, 2, sharey=True)

@@ -56,9 +56,12 @@ _CAPTIONS = {
         "difference the seeds agree on."
     ),
     "cost": (
-        "Wall time and peak memory of each run divided by its no-dropout baseline's with the same "
-        "seed (mean and 95% CI); 1 means no extra cost. On CPU, peak memory is the process's "
-        "peak resident set size."
+        "Against no dropout (1 means no extra cost). When the sweep measured each configuration "
+        "trained alone: time per optimizer step (one copy, one batch, configurations timed in "
+        "interleaved rounds; mean ratio and 95% CI over rounds), memory of one step (tensors "
+        "kept for backward, such as dropout masks, plus parameters, gradients and optimizer "
+        "state), and epochs to the best validation epoch (per-seed ratio, 95% CI). Otherwise: "
+        "wall time and peak memory of each run divided by its baseline's with the same seed."
     ),
 }
 
@@ -229,9 +232,73 @@ def _results_table(study: Study) -> str:
         rows.append(f"<tr{cls}>" + "".join(f"<td>{x}</td>" for x in cells) + "</tr>")
     return f"""<section id="results">
 <h2>Results by configuration</h2>
-<p class="small">Mean across seeds of each run's final weights; 95% t intervals in brackets.
+<p class="small">Mean across seeds of each run's final weights; 95% {'t' if study.stat == 't' else 'studentized bootstrap'} intervals in brackets.
+{_e(study.rule_text())}.
 &Delta;: paired per-seed difference in {_e(metric_name(study.metric))} against the configuration
 without dropout; best epoch: lowest validation loss.</p>
+{_racing(study)}
+<div class="scroll"><table>
+<thead><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr></thead>
+<tbody>
+{chr(10).join(rows)}
+</tbody>
+</table></div>
+</section>"""
+
+
+def _racing(study: Study) -> str:
+    """With ``--seeds auto``: how many seeds each configuration got, and why."""
+    if not study.racing:
+        return ""
+    items = "".join(f"<li>{_e(study.describe(c))}: {int(info['seeds'])} seeds &ndash; {_e(info['why'])}</li>"
+                    for c in study.configurations if (info := study.racing.get(c.key)))
+    return f'<p class="small">Seeds were added in rounds only where the decision was open (--seeds auto):</p><ul>{items}</ul>'
+
+
+def _cost_table(study: Study) -> str:
+    """Measured cost per configuration (trained alone) and convergence, against no dropout."""
+    cost = study.step_cost
+    if not cost:
+        return ""
+
+    def ratio(mean, lo=None, hi=None) -> str:
+        if mean is None or not math.isfinite(mean):
+            return "&ndash;"
+        ci = f' <span class="ci">[{lo:.2f}, {hi:.2f}]</span>' if lo is not None and math.isfinite(lo) else ""
+        return f"{mean:.2f}x{ci}"
+
+    rows = []
+    for c in study.configurations:
+        info = cost.get(c.key, {})
+        best = [v for v in study.convergence(c, "best").values() if math.isfinite(v)]
+        within = [v for v in study.convergence(c, "within").values() if math.isfinite(v)]
+        rb, rw = study.convergence_ratio(c, "best"), study.convergence_ratio(c, "within")
+        secs = mean_ci(list(c.cost_values("seconds").values())).mean
+        cells = [
+            _e(study.describe(c)),
+            _fmt(info.get("step_ms", math.nan), 3),
+            "baseline" if c.is_baseline else ratio(info.get("ratio"), info.get("ratio_lo"), info.get("ratio_hi")),
+            _fmt(info.get("memory_mb", math.nan), 3),
+            "baseline" if c.is_baseline else ratio(info.get("memory_ratio")),
+            _fmt(sum(best) / len(best), 3) if best else "&ndash;",
+            "baseline" if c.is_baseline else ratio(*(None,) * 3 if rb is None else (rb.mean, rb.lo, rb.hi)),
+            _fmt(sum(within) / len(within), 3) if within else "&ndash;",
+            "baseline" if c.is_baseline else ratio(*(None,) * 3 if rw is None else (rw.mean, rw.lo, rw.hi)),
+            _fmt(secs, 3),
+        ]
+        rows.append("<tr>" + "".join(f"<td>{x}</td>" for x in cells) + "</tr>")
+    head = ["configuration", "ms / step alone", "&times; no dropout", "MB / step", "&times; no dropout",
+            "epochs to best", "&times; no dropout", "epochs to within 1%", "&times; no dropout",
+            "population s / run"]
+    steps = next(iter(cost.values()), {})
+    return f"""<section id="cost">
+<h2>Cost, measured</h2>
+<p class="small">Time per step: each configuration trained alone on one batch, one CPU thread,
+{steps.get("rounds", "?")} interleaved rounds of {steps.get("steps", "?")} steps (ratio: mean and 95% CI over
+rounds). Memory: tensors kept for backward plus parameters, gradients and optimizer state.
+Epochs to best: the best validation epoch; to within 1%: the first epoch whose validation loss is
+within 1% of the run's lowest (per-seed ratios, 95% CI). Population s / run: what the sweep
+actually cost, the population's time shared equally among its members.</p>
 <div class="scroll"><table>
 <thead><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr></thead>
 <tbody>
@@ -249,8 +316,12 @@ def _method() -> str:
         f"Underfitting: a dropout rate above the best one (among configurations that differ only in "
         f"dropout) whose train-eval loss is at least {_diag.UNDERFIT_RATIO:g}x the best one's and whose "
         f"validation loss is at least {_diag.UNDERFIT_VAL_MARGIN:.0%} above the study's best.",
-        "Dropout helped: the 95% t interval of the paired (same-seed) difference in the selection "
-        "metric against no dropout lies entirely on the better side of zero; otherwise it did not help.",
+        "Dropout helped: the study's decision rule (t: paired t-test; bootstrap: exact sign-flip "
+        "test, with studentized bootstrap intervals), Holm-corrected across the dropout settings "
+        "compared with the same no-dropout baseline (Holm 1979), finds the selected configuration "
+        "better in the selection metric; otherwise it did not help. When validation accuracy and "
+        "validation loss (NLL, a proper scoring rule) disagree, both are reported. Seeds needed: "
+        "paired t power analysis at the observed effect, 80% power (Colas et al. 2018).",
         "One-standard-error choice: among configurations that differ from the best only in "
         "regularization, the most regularized one whose mean is within one standard error of the "
         "best (Breiman et al. 1984; Hastie, Tibshirani &amp; Friedman 2009, section 7.10).",
@@ -340,6 +411,7 @@ def render_html(
 {_summary(study, diag)}
 {figs}
 {_results_table(study)}
+{_cost_table(study)}
 {_method()}
 {_rerun(study)}
 <footer>Generated by droplab {_e(__version__)} at {_e(now)}. Self-contained: no scripts, no external

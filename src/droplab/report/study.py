@@ -21,6 +21,9 @@ Conventions, decided once here (the same as the sweep engine's, so the page and
   ``dropout`` (the engine's rule). Every other parameter is an ordinary axis.
 * The *baseline* of a configuration is the one with the same other parameters and no dropout
   at the places the study varies; paired differences use the seeds both share.
+* Intervals and verdicts follow the study's decision rule (:func:`droplab.stats.compare`):
+  the ``stat`` the sweep stored (``"t"`` or ``"bootstrap"``), else the default for the
+  smallest number of seeds a configuration has.
 * Selection follows the study: its metric (``val_acc`` for classification unless the sweep
   said otherwise), its best configuration and one-standard-error choice as stored in the
   summary, recomputed with :mod:`droplab.stats` only when the summary is missing.
@@ -43,6 +46,7 @@ from typing import Any
 from droplab.errors import ConfigError, StoreError
 from droplab.models.spec import PLACES, parse_dropout
 from droplab.stats import Estimate, clip_interval, mean_ci, one_standard_error, paired_difference, select_best
+from droplab.stats import Comparison, compare, interval, resolve_stat, rule_text
 from droplab.sweep.store import Store
 
 __all__ = ["USED_STATUSES", "PLACEMENT", "dropout_rates", "Run", "Configuration", "Study", "load_study", "format_value"]
@@ -141,6 +145,15 @@ class Run:
                 return float(row[metric])
         return _NAN
 
+    def epochs_to_within(self, fraction: float = 0.01) -> int | None:
+        """The first epoch whose validation loss is within ``fraction`` of the run's lowest (None: no curve)."""
+        vals = [(r["epoch"], r["val_loss"]) for r in self.history if _finite(r.get("val_loss"))]
+        if not vals:
+            return None
+        best = min(v for _, v in vals)
+        limit = best + fraction * abs(best)
+        return next(e for e, v in vals if v <= limit)
+
     def cost_value(self, name: str) -> float:
         """Cost ``name`` (``seconds``: falls back to the sum over epochs; ``peak_mem_mb``: the max)."""
         v = self.cost.get(name)
@@ -162,6 +175,7 @@ class Configuration:
         rates: dropout place -> rate (per-layer rates averaged); places without dropout absent.
         label: short human name from the parameters that vary in the study (set by the study).
         is_baseline: no dropout at the places whose rate the study varies (set by the study).
+        stat: the study's decision rule, ``"t"`` or ``"bootstrap"`` (set by the study).
         runs: runs with a status in :data:`USED_STATUSES`, by seed.
     """
 
@@ -173,6 +187,7 @@ class Configuration:
     runs: list[Run]
     label: str = ""
     is_baseline: bool = False
+    stat: str = "t"
 
     @property
     def seeds(self) -> list[int]:
@@ -194,8 +209,8 @@ class Configuration:
         return {r.seed: r.value(metric) for r in self.runs}
 
     def estimate(self, metric: str) -> Estimate:
-        """Mean and 95% CI of ``metric`` across seeds (an accuracy's CI within [0, 1])."""
-        est = mean_ci(list(self.values(metric).values()))
+        """Mean and 95% CI of ``metric`` across seeds, under the study's rule (an accuracy's CI within [0, 1])."""
+        est = interval(list(self.values(metric).values()), self.stat)
         return clip_interval(est) if metric.endswith("acc") else est
 
     def cost_values(self, name: str) -> dict[int, float]:
@@ -327,6 +342,8 @@ class Study:
         task: ``"classification"`` (``val_acc``) or ``"regression"`` (``val_rmse``).
         metric: the selection metric (``val_acc``, ``val_loss`` or ``val_rmse``).
         maximize: whether larger values of ``metric`` are better.
+        stat: the decision rule (``"t"`` or ``"bootstrap"``); ``stat_requested``: what the
+            sweep asked for (None: the default by seed count).
     """
 
     path: str
@@ -342,6 +359,8 @@ class Study:
     task: str
     metric: str = "val_acc"
     maximize: bool = True
+    stat: str = "t"
+    stat_requested: str | None = None
 
     # -- lookups -------------------------------------------------------------------------------
     @property
@@ -479,7 +498,60 @@ class Study:
         if base is None:
             return None
         metric = metric or self.metric
-        return paired_difference(config.values(metric), base.values(metric))
+        return paired_difference(config.values(metric), base.values(metric), method=self.stat)
+
+    def comparison(self, config: Configuration, metric: str | None = None) -> Comparison | None:
+        """``config`` against its baseline under the study's rule, Holm-corrected across its peers.
+
+        The family is every configuration that differs from ``config`` only in dropout (each
+        compared with the same baseline). None without a baseline or for the baseline itself.
+        """
+        base = self.baseline_for(config)
+        if base is None or config.is_baseline:
+            return None
+        metric = metric or self.metric
+        values = {base.key: base.values(metric)}
+        values.update({c.key: c.values(metric) for c in self.peers(config) if c.key != base.key})
+        return compare(values, base.key, maximize=_maximize(metric) if metric != self.metric else self.maximize,
+                       stat=self.stat)[config.key]
+
+    @property
+    def step_cost(self) -> dict[str, dict[str, Any]]:
+        """Configuration key -> its cost trained alone, as the sweep measured it ({} if not measured).
+
+        See :func:`droplab.sweep.cost.measure_step_costs`: ``step_ms``, ``ratio`` (with
+        ``ratio_lo``/``ratio_hi``) against the no-dropout baseline, ``memory_mb``, ``memory_ratio``.
+        """
+        cost = (self.summary or {}).get("step_cost")
+        return dict(cost) if isinstance(cost, Mapping) else {}
+
+    @property
+    def racing(self) -> dict[str, dict[str, Any]]:
+        """With ``--seeds auto``: configuration key -> ``{"seeds", "why"}`` ({} otherwise)."""
+        racing = (self.summary or {}).get("racing")
+        return dict(racing) if isinstance(racing, Mapping) else {}
+
+    def convergence(self, config: Configuration, which: str = "best") -> dict[int, float]:
+        """Seed -> epochs to the best validation epoch (``"best"``) or to within 1% of its loss (``"within"``)."""
+        out = {}
+        for r in config.runs:
+            e = r.best_epoch if which == "best" else r.epochs_to_within(0.01)
+            out[r.seed] = float(e) if e is not None else _NAN
+        return out
+
+    def convergence_ratio(self, config: Configuration, which: str = "best") -> Estimate | None:
+        """Per-seed ratio of :meth:`convergence` to the baseline's (same seed): mean and t interval."""
+        base = self.baseline_for(config)
+        if base is None:
+            return None
+        a, b = self.convergence(config, which), self.convergence(base, which)
+        return mean_ci([a[s] / b[s] for s in a if s in b and _finite(a[s]) and _finite(b[s]) and b[s] > 0])
+
+    def rule_text(self) -> str:
+        """The sentence naming the decision rule (``decision rule: t (...)``)."""
+        sel = self.selected
+        family = len(self.peers(sel)) - 1 if sel is not None and self.baseline_for(sel) is not None else 1
+        return rule_text(self.stat, 0.95, max(1, family), self.stat_requested)
 
     def _spec_int(self, names: tuple[str, ...]) -> list[int]:
         found: list[int] = []
@@ -610,5 +682,13 @@ def _read(store: Store) -> Study:
         metric=str(metric),
         maximize=bool(maximize) if isinstance(maximize, bool) else _maximize(str(metric)),
     )
+    requested = spec.get("stat")
+    study.stat_requested = requested if requested in ("t", "bootstrap") else None
+    stored = (summary or {}).get("stat")
+    n_min = min((len(c.runs) for c in configs), default=0)
+    family = max((len(study.peers(c)) - 1 for c in configs if c.is_baseline), default=1)
+    study.stat = stored if stored in ("t", "bootstrap") else resolve_stat(study.stat_requested, n_min, max(1, family))
+    for c in configs:
+        c.stat = study.stat
     _labels(study)
     return study

@@ -53,7 +53,8 @@ def summary_table(study: Study):
     table = Table(
         title=f"droplab study {escape(study.name)}: {len(study.configurations)} configurations x "
         f"{len(study.seeds)} seeds",
-        caption="mean ± 95% CI half-width across seeds, of each run's final weights (accuracy CI in points)",
+        caption="mean ± 95% CI half-width across seeds, of each run's final weights (accuracy CI in points); "
+        f"{'t' if study.stat == 't' else 'studentized bootstrap'} intervals",
     )
     table.add_column("configuration", overflow="fold")
     for name in ("seeds", "val loss", "val acc" if score == "val_acc" else "val rmse", "train-eval loss",
@@ -112,6 +113,11 @@ def print_summary(
             console = Console(width=160)
     diag = diagnosis or diagnose(study)
     console.print(summary_table(study))
+    console.print(escape(study.rule_text()))
+    for c in study.configurations:
+        info = study.racing.get(c.key)
+        if info:
+            console.print(escape(f"seeds for {study.describe(c)}: {info['seeds']} -- {info['why']}"))
     for f in diag.findings:
         style = _LEVEL_STYLE.get(f.level, "")
         text = f"{_LEVEL_MARK.get(f.level, '-')} {escape(f.sentence)}"

@@ -10,8 +10,9 @@ A disagreement is returned as such; nothing is retried or tuned.
 Absolute MNIST/ImageNet numbers cannot be rerun offline: the findings reproduce the *shape*
 on MNIST-1D (Greydanus 2020, arXiv:2011.14439; a 1000-example training subset, so that a
 128x2 MLP is heavily over-parameterized), Fashion-MNIST (Xiao et al. 2017, arXiv:1708.07747)
-and a synthetic sine regression. Intervals are 95% Student-t intervals over seeds
-(:func:`droplab.sweep.mean_ci`); differences between arms are paired by seed
+and a synthetic sine regression. Intervals are 95% intervals over seeds under droplab's decision
+rule (:func:`droplab.stats.resolve_stat`: Student-t with few seeds, studentized bootstrap from 6
+on; each finding's notes name it); differences between arms are paired by seed
 (:func:`droplab.sweep.paired_difference`): runs with one seed share initialization, data order
 and, in MLPs, the dropout uniforms. The training subset is the same for every seed (data seed
 0), so the intervals cover initialization, data order and masks, not the draw of the data.
@@ -39,7 +40,8 @@ from typing import Any
 from droplab._checks import check_choice
 from droplab.models import ModelSpec
 from droplab.reproduce._train import Arm, Skip, as_sequence, finite, load, train_group
-from droplab.stats import Estimate, mean_ci, paired_difference
+from droplab.stats import Estimate, paired_difference
+from droplab.stats import interval, resolve_stat, rule_text
 from droplab.train import EarlyStopping, TrainConfig
 
 __all__ = [
@@ -199,7 +201,8 @@ class Spec:
         return Finding(
             self.number, self.name, self.citation, self.published, self.criterion,
             {"text": out.text, "values": out.values}, bool(out.agrees), list(ctx.seeds),
-            time.perf_counter() - t0, None, out.setting, list(out.notes), out.plot,
+            time.perf_counter() - t0, None, out.setting,
+            [*out.notes, rule_text(resolve_stat(None, len(ctx.seeds)))], out.plot,
         )
 
 
@@ -222,14 +225,19 @@ class _Est(Estimate):
 
 
 def _est(values: Mapping[int, float]) -> _Est:
-    """Mean and 95% t interval over seeds of ``{seed: value}``."""
-    e = mean_ci(list(values.values()))
+    """Mean and 95% interval over seeds of ``{seed: value}`` (droplab's rule: :func:`droplab.stats.resolve_stat`)."""
+    e = interval(list(values.values()), resolve_stat(None, len(values)))
     return _Est(**dataclasses.asdict(e), per_seed={int(k): float(v) for k, v in values.items()})
 
 
 def _diff(a: Mapping[int, float], b: Mapping[int, float]) -> _Est:
-    """Paired by seed: mean and 95% t interval of ``a[s] - b[s]`` over the seeds both have."""
-    e = paired_difference(dict(a), dict(b))
+    """Paired by seed: mean and 95% interval of ``a[s] - b[s]`` over the seeds both have.
+
+    The interval is the rule's (:func:`droplab.stats.resolve_stat`: t below 6 seeds, studentized
+    bootstrap from 6); each verdict is one comparison, so there is no family to correct.
+    """
+    n = sum(1 for s in a if s in b)
+    e = paired_difference(dict(a), dict(b), method=resolve_stat(None, n))
     per_seed = {int(s): float(a[s] - b[s]) for s in a if s in b}
     return _Est(**dataclasses.asdict(e), per_seed=per_seed)
 

@@ -61,6 +61,8 @@ _TOP = (
     "name", "seeds", "sampler", "trials", "sampler_seed", "batch", "metric", "store",
     "memory_mb", "population", "checkpoint_seconds", "data", "model", "models", "train", "space",
     "executor", "address",
+    "stat",
+    "max_seeds",
 )
 _METRICS = ("val_acc", "val_loss", "val_rmse")
 
@@ -110,6 +112,11 @@ class SweepConfig:
         address: the Ray cluster for ``executor = "ray"``: ``"auto"`` or ``"HOST:PORT"``.
             Default ``None`` (``RAY_ADDRESS``, else a cluster started on this machine, else a
             new Ray here).
+        stat: the decision rule, ``"t"`` or ``"bootstrap"`` (see :func:`droplab.stats.compare`);
+            default ``None``: bootstrap from 5 seeds on, t below. Stored with the study.
+        max_seeds: with ``seeds = "auto"``, the most seeds a configuration may get (racing:
+            seeds are added in rounds only where the decision is open; see
+            :func:`droplab.sweep.run_sweep`). Default 20.
 
     Example:
         >>> SweepConfig.from_dict({"train": {"epochs": 2}}).train.epochs
@@ -134,6 +141,8 @@ class SweepConfig:
     checkpoint_seconds: float = 10.0
     executor: str = "local"
     address: str | None = None
+    stat: str | None = None
+    max_seeds: int = 20
 
     def __post_init__(self) -> None:
         from droplab.models import ModelSpec
@@ -164,9 +173,18 @@ class SweepConfig:
             set_(self, "seeds", tuple(seeds))
         from droplab.sweep.engine import _seed_list
 
-        _seed_list(self.seeds)
+        check_positive_int("max_seeds", self.max_seeds)
+        if self.seeds != "auto":
+            _seed_list(self.seeds)
+        elif self.sampler == "tpe":
+            raise ConfigError("seeds = 'auto' races the configurations of a grid or random space; "
+                              "TPE already chooses what to train next")
         if self.metric is not None:
             check_choice("metric", self.metric, _METRICS)
+        if self.stat is not None:
+            from droplab.stats import STATS
+
+            check_choice("stat", self.stat, STATS)
         if self.store is not None and (not isinstance(self.store, str) or not self.store):
             raise ConfigError(f"store must be a file path, got {self.store!r}")
         if self.memory_mb is not None:
@@ -236,6 +254,10 @@ class SweepConfig:
         for key in ("trials", "metric", "memory_mb"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
+        if self.stat is not None:
+            out["stat"] = self.stat
+        if self.seeds == "auto":
+            out["max_seeds"] = self.max_seeds
         return out
 
     def replace(self, **changes: Any) -> SweepConfig:
@@ -248,6 +270,8 @@ class SweepConfig:
         """The seeds as a list."""
         from droplab.sweep.engine import _seed_list
 
+        if self.seeds == "auto":
+            return list(range(self.max_seeds))
         return _seed_list(list(self.seeds) if isinstance(self.seeds, tuple) else self.seeds)
 
     def make_space(self) -> SearchSpace:

@@ -74,6 +74,7 @@ from droplab.sweep.population import (
 )
 from droplab.sweep.space import GridSpace, OptunaSpace, SearchSpace, config_key
 from droplab.stats import Estimate, clip_interval, mean_ci, one_standard_error, paired_difference, select_best
+from droplab.stats import compare, interval, resolve_stat, rule_text
 from droplab.sweep.store import FINAL_STATUSES, Store
 from droplab.train.config import TrainConfig
 
@@ -84,6 +85,8 @@ MEMBER_FIELDS = ("lr", "weight_decay", "l1", "l2", "max_norm")
 #: Where populations train: in this process, or as tasks on a Ray cluster.
 EXECUTORS = ("local", "ray")
 _STATUS = {"early_stopping": "early_stopped"}
+#: Seeds per racing round with ``seeds="auto"`` (the first round included).
+_RACE_STEP = 5
 
 
 # --- plans: how a configuration becomes a model, a training config and data ---------------------
@@ -471,6 +474,15 @@ class SweepResult:
         test: selected key -> ``{"mean", "lo", "hi", "n", "values", "loss_mean", ...}`` on the
             test split (only selected configurations are ever evaluated on it).
         notes: messages about how the sweep ran (e.g. a model trained one by one, and why).
+        stat: the decision rule the intervals and ``diff`` verdicts used (``"t"`` or
+            ``"bootstrap"``, :func:`droplab.stats.compare`); ``stat_text`` says it in words.
+            ``diff`` then also has ``p``, ``p_holm`` (Holm across the configurations sharing
+            the baseline), ``decided``, ``better``, ``worse``, ``prob`` (P(better than the
+            baseline)) and ``seeds_needed``.
+        step_cost: configuration key -> its cost trained alone (per-step wall time and memory,
+            ratio to its no-dropout baseline; :func:`droplab.sweep.cost.measure_step_costs`).
+        racing: with ``seeds="auto"``, configuration key -> ``{"seeds", "why"}``: how many
+            seeds it got and why it stopped there; ``{}`` otherwise.
     """
 
     store: str
@@ -483,6 +495,10 @@ class SweepResult:
     test: dict[str, dict[str, Any]]
     notes: list[str]
     confidence: float = 0.95
+    stat: str = "t"
+    stat_text: str = ""
+    step_cost: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    racing: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form (what ``Store.summary()`` returns)."""
@@ -500,7 +516,8 @@ class SweepResult:
         from rich.table import Table
 
         pct = int(round(self.confidence * 100))
-        t = Table(title=f"{self.metric} ({'higher' if self.maximize else 'lower'} is better), mean and {pct}% CI over seeds")
+        t = Table(title=f"{self.metric} ({'higher' if self.maximize else 'lower'} is better), mean and {pct}% CI over seeds",
+                  caption=self.stat_text or None)
         t.add_column("configuration")
         t.add_column("n", justify="right")
         t.add_column(self.metric, justify="right")
@@ -523,6 +540,8 @@ class SweepResult:
                 diff_text = f"{diff['mean']:+.4f}"
                 if math.isfinite(diff["lo"]):
                     diff_text += f" [{diff['lo']:+.4f}, {diff['hi']:+.4f}]"
+                if "decided" in diff:
+                    diff_text += " better" if diff["better"] else " worse" if diff["worse"] else " undecided"
             ci = f"[{r['lo']:.4f}, {r['hi']:.4f}]" if math.isfinite(r["lo"]) else "-"
             t.add_row(
                 r["key"],
@@ -893,6 +912,8 @@ def run_sweep(
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     executor: Any = None,
     address: str | None = None,
+    stat: str | None = None,
+    max_seeds: int = 20,
 ) -> SweepResult:
     """Train every configuration of ``space`` with every seed; store, select, summarize.
 
@@ -915,7 +936,13 @@ def run_sweep(
         data: see above; for a ``ModelSpec`` a dict of :func:`droplab.data.load_dataset`
             arguments (``name`` plus options) or a ``Splits``.
         space: a :class:`~droplab.sweep.space.SearchSpace` or a dict of axes (a grid).
-        seeds: number of seeds (``0..n-1``) or the seeds themselves. Default 3.
+        seeds: number of seeds (``0..n-1``), the seeds themselves, or ``"auto"``: racing
+            (Maron & Moore 1994; Birattari et al., F-race, GECCO 2002). Every configuration
+            starts with 5 seeds; after each round the configurations decided worse than the
+            best (:func:`droplab.stats.compare`, Holm within the round, the level split
+            Bonferroni-wise over the planned rounds) stop, and the others -- plus the
+            no-dropout baseline while the best's comparison with it is open -- get 5 more,
+            up to ``max_seeds``. Default 3.
         train: base :class:`TrainConfig` (its ``seed`` is ignored). Default ``TrainConfig()``.
         store: path of the SQLite study store; ``None`` uses a temporary file removed at the
             end. Rerunning with the same store resumes.
@@ -944,6 +971,10 @@ def run_sweep(
         address: the Ray cluster for ``executor="ray"``: ``"auto"`` or ``"HOST:PORT"``.
             Default ``None``: the ``SweepConfig``'s, else ``RAY_ADDRESS``, a cluster started
             on this machine, or a new Ray here.
+        stat: the decision rule of the summary: ``"t"`` or ``"bootstrap"``
+            (:func:`droplab.stats.compare`); stored with the study. Default ``None``: the
+            ``SweepConfig``'s, else bootstrap from 5 seeds on, t below.
+        max_seeds: the most seeds a configuration gets with ``seeds="auto"``. Default 20.
 
     Returns:
         A :class:`SweepResult`.
@@ -977,6 +1008,8 @@ def run_sweep(
             console=console,
             on_epoch=on_epoch,
             executor=_make_executor(executor, address),
+            stat=cfg.stat if stat is None else stat,
+            race=cfg.max_seeds if cfg.seeds == "auto" else None,
         ).run()
     train = TrainConfig() if train is None else train
     if not isinstance(train, TrainConfig):
@@ -1006,9 +1039,22 @@ def run_sweep(
         if data is None:
             raise ConfigError("data is required: (x_train, y_train, x_val, y_val[, x_test, y_test]) or a Splits")
         plan = _ModulePlan(build, data, train, population)
+    race = None
+    if isinstance(seeds, str) and seeds == "auto":
+        from droplab._checks import check_positive_int
+
+        race = check_positive_int("max_seeds", max_seeds)
+        if isinstance(space, OptunaSpace):
+            raise ConfigError("seeds='auto' races the configurations of a grid or random space; "
+                              "TPE already chooses what to train next")
+        seeds = max_seeds
     seed_list = _seed_list(seeds)
     spec = {"plan": plan.describe(), "space": space.spec(), "seeds": seed_list, "metric": metric,
             "population": population}
+    if stat is not None:
+        spec["stat"] = stat
+    if race is not None:
+        spec["seeds"], spec["max_seeds"] = "auto", race
     runner = _make_executor(executor, address)
     return _Engine(
         plan=plan,
@@ -1025,6 +1071,8 @@ def run_sweep(
         console=console,
         on_epoch=on_epoch,
         executor=runner,
+        stat=stat,
+        race=race,
     ).run()
 
 
@@ -1051,8 +1099,16 @@ def _load_data(options: dict[str, Any]):
 
 class _Engine:
     def __init__(self, *, plan, space, seeds, store, metric, name, memory_mb, checkpoint_seconds,
-                 confidence, spec, progress, console, on_epoch, executor):
+                 confidence, spec, progress, console, on_epoch, executor, stat=None, race=None):
         self.plan = plan
+        self.race = race  # max seeds of a racing sweep (seeds="auto"), else None
+        self.racing: dict[str, dict[str, Any]] = {}
+        if stat is not None:
+            from droplab._checks import check_choice
+            from droplab.stats import STATS
+
+            check_choice("stat", stat, STATS)
+        self.stat = stat
         self.executor = executor
         self.space = space
         self.seeds = seeds
@@ -1152,7 +1208,9 @@ class _Engine:
                 spec["metric"] = self.metric
                 store.init_study(self.name, spec)
                 round_no = 0
-                while True:
+                if self.race is not None:
+                    self._race()
+                while self.race is None:
                     configs = self.space.ask()
                     if not configs:
                         break
@@ -1164,7 +1222,10 @@ class _Engine:
                             self.space.tell(params, est.mean)
                     round_no += 1
                 self._stored_test = (store.summary() or {}).get("test") or {}
+                step_cost = self._step_costs()
                 result = self._summarize(str(path))
+                result.step_cost = step_cost
+                result.racing = self.racing
                 store.set_summary(result.to_dict())
                 if tmp is None and store.is_complete():
                     # Every result and the test metrics are committed: the weights kept for the
@@ -1188,7 +1249,71 @@ class _Engine:
             out.append(r)
         return out
 
-    def _run_round(self, round_no: int, configs: list[dict[str, Any]]) -> None:
+    def _race(self) -> None:
+        """``seeds="auto"``: seeds in rounds, only where the decision is still open (see run_sweep)."""
+        configs = self.space.ask()
+        while more := self.space.ask():
+            configs += more
+        keys = [self.plan.resolve(p).key for p in configs]
+        by_key = dict(zip(keys, configs))
+        targets = list(range(min(_RACE_STEP, self.race), self.race, _RACE_STEP)) + [self.race]
+        confidence = 1.0 - (1.0 - self.confidence) / len(targets)  # Bonferroni over the planned looks
+        n = {k: 0 for k in keys}
+        open_keys = list(keys)
+        why: dict[str, str] = {}
+        stop = f"max_seeds ({self.race}) reached with the decision still open"
+        for k, target in enumerate(targets):
+            seeds_for = {key: list(range(n[key], target)) for key in open_keys}
+            self._run_round(k, [by_key[key] for key in open_keys], seeds_for)
+            for key in open_keys:
+                n[key] = target
+            if k == len(targets) - 1:
+                break
+            open_keys, decided = self._still_open(keys, n, confidence, why)
+            if not open_keys:
+                stop = decided
+                break
+        for key in keys:
+            why.setdefault(key, f"raced to the end ({n[key]} seeds): {stop}")
+        self.racing = {key: {"seeds": n[key], "why": why[key]} for key in keys}
+        self.note(f"seeds=auto ({self.race} at most, rounds of {_RACE_STEP}): {stop}; "
+                  + ", ".join(f"{key}: {n[key]}" for key in keys)
+                  + f" seeds, {sum(n.values())} runs (fixed {self.race} seeds: {self.race * len(keys)})")
+
+    def _still_open(self, keys: list[str], n: dict[str, int], confidence: float,
+                    why: dict[str, str]) -> tuple[list[str], str]:
+        """The configurations that get more seeds: not decided worse than the best, plus the
+        baseline and the best while their comparison is open. Records why the others stopped;
+        with none open, also says what was decided."""
+        values = {k: {s: v for s, v in self._values(k).items() if s < n[k]} for k in keys}
+        means = {k: mean_ci(list(v.values())) for k, v in values.items()}
+        best = select_best(means, maximize=self.maximize)
+        if best is None:
+            return [], "no configuration has a finite metric"
+        out = {best}
+        against_best = compare(values, best, maximize=self.maximize, stat=self.stat, confidence=confidence)
+        for k, c in against_best.items():
+            if c.worse:
+                why.setdefault(k, f"stopped at {n[k]} seeds: decided worse than {best} "
+                                  f"(p = {c.p_holm:.2g} after Holm, level {1 - confidence:.3g} per round)")
+            else:
+                out.add(k)
+        r = self.resolved[best]
+        bkey = self._baseline_key(r) if r.baseline is not None else None
+        if bkey in values and bkey != best:
+            c = compare({bkey: values[bkey], best: values[best]}, bkey, maximize=self.maximize, stat=self.stat,
+                        confidence=confidence)[best]
+            decided = f"{best} is the best, decided {'better' if c.better else 'worse'} than {bkey}"
+            if not c.decided:
+                out |= {bkey}
+        else:
+            decided = f"{best} is the best"
+        if out == {best}:
+            return [], decided + ", every other configuration decided worse"
+        return [k for k in keys if k in out], ""
+
+    def _run_round(self, round_no: int, configs: list[dict[str, Any]],
+                   seeds_for: Mapping[str, list[int]] | None = None) -> None:
         resolved = self._register(configs)
         groups: dict[str, list[_Resolved]] = {}
         for r in resolved:
@@ -1197,7 +1322,7 @@ class _Engine:
         for gkey, rs in groups.items():
             # Members with equal per-member hyper-parameters next to each other: one optimizer each.
             rs = sorted(rs, key=lambda r: tuple(_sortable(getattr(r.train, f)) for f in MEMBER_FIELDS))
-            members = [(r, s) for r in rs for s in self.seeds]
+            members = [(r, s) for r in rs for s in (self.seeds if seeds_for is None else seeds_for[r.key])]
             splits = self.plan.data(rs[0])
             per = _estimate_mb(rs[0].net, rs[0], splits, 1)
             chunk = max(1, int(self.memory_mb // max(per, 1e-9)))
@@ -1209,7 +1334,7 @@ class _Engine:
                 self.parts[pkey] = part
                 plan.append((pkey, part))
         self.progress.plan(sum(len(p) for _, p in plan) * max(r.train.epochs for r in resolved))
-        label = f"round {round_no + 1} " if self.space.adaptive else ""
+        label = f"round {round_no + 1} " if self.space.adaptive or seeds_for is not None else ""
         jobs = [
             _Job(pkey, f"{label}population {i + 1}/{len(plan)} ({len(part)} runs)", part)
             for i, (pkey, part) in enumerate(plan)
@@ -1355,10 +1480,17 @@ class _Engine:
         by = self._runs_by_config()
         estimates: dict[str, Estimate] = {}
         rows = []
+        n_seeds = min((len(by.get(self.config_ids[k], [])) for k in self.resolved), default=0)
+        sizes: dict[str, int] = {}
+        for key, r in self.resolved.items():
+            bkey = self._baseline_key(r) if r.baseline is not None else None
+            if bkey is not None and bkey != key and bkey in self.resolved:
+                sizes[bkey] = sizes.get(bkey, 0) + 1
+        rule = self._rule = resolve_stat(self.stat, n_seeds, max(sizes.values(), default=1), self.confidence)
         for key, r in self.resolved.items():
             runs = by.get(self.config_ids[key], [])
             values = {run["seed"]: _num((run["result"] or {}).get(self.metric)) for run in runs}
-            est = mean_ci([values[s] for s in sorted(values)], self.confidence)
+            est = interval([values[s] for s in sorted(values)], rule, self.confidence)
             if self.metric.endswith("acc"):
                 est = clip_interval(est)  # an accuracy's interval within [0, 1]
             estimates[key] = est
@@ -1393,6 +1525,7 @@ class _Engine:
             base_values = {int(s): v for s, v in self.row_values(rows, bkey).items()}
             d = paired_difference({int(s): v for s, v in row["values"].items()}, base_values, self.confidence)
             row["diff"] = {"baseline": bkey, "mean": d.mean, "lo": d.lo, "hi": d.hi, "n": d.n}
+        family = self._decide(rows, rule)
         best = select_best(estimates, maximize=self.maximize)
         one_se = None
         per_arch: dict[str, str] = {}
@@ -1431,6 +1564,8 @@ class _Engine:
             test=test,
             notes=list(self.notes),
             confidence=self.confidence,
+            stat=rule,
+            stat_text=rule_text(rule, self.confidence, family, self.stat),
         )
 
     def _baseline_key(self, r: _Resolved) -> str | None:
@@ -1453,6 +1588,71 @@ class _Engine:
             ):
                 return key
         return None
+
+    def _step_costs(self) -> dict[str, dict[str, Any]]:
+        """Each configuration's per-step time and memory trained alone (see :mod:`droplab.sweep.cost`).
+
+        Configurations on the same data are timed interleaved on one batch of the first one's
+        batch size; the global RNG is left as it was.
+        """
+        import torch.nn.functional as F
+
+        from droplab.sweep.cost import measure_step_costs
+        from droplab.train.optim import build_optimizer
+
+        groups: dict[str, list[_Resolved]] = {}
+        for r in self.resolved.values():
+            groups.setdefault(r.data_key, []).append(r)
+        out: dict[str, dict[str, Any]] = {}
+        for rs in groups.values():
+            splits = self.plan.data(rs[0])
+            device = rs[0].train.resolve_device()
+            bs = min(rs[0].train.batch_size, len(splits.x_train))
+            x, y = splits.x_train[:bs].to(device), splits.y_train[:bs].to(device)
+            if splits.task == "classification":
+                loss = F.cross_entropy
+            else:
+                y, loss = y.float().reshape(len(y), -1), F.mse_loss
+
+            def maker(r: _Resolved, splits=splits, device=device):
+                def make():
+                    member = Member(r.key, r.params, self.seeds[0], r.train, r.rates)
+                    torch.manual_seed(self.seeds[0])
+                    model = self.plan.builder(r, splits)(member).to(device)
+                    return model, build_optimizer(model, r.train)
+                return make
+
+            baseline = {}
+            for r in rs:
+                bkey = self._baseline_key(r) if r.baseline is not None else None
+                if bkey is not None and bkey != r.key and bkey in self.resolved:
+                    baseline[r.key] = bkey
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                torch.manual_seed(0)
+                out.update(measure_step_costs({r.key: maker(r) for r in rs}, x, y, loss=loss, baseline=baseline))
+        return out
+
+    def _decide(self, rows: list[dict[str, Any]], rule: str) -> int:
+        """The decision rule on every ``diff``: each baseline's configurations form one Holm family.
+
+        Returns the size of the largest family (for the sentence naming the rule).
+        """
+        families: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            if row["diff"] is not None:
+                families.setdefault(row["diff"]["baseline"], []).append(row)
+        for bkey, members in families.items():
+            values = {bkey: {int(s): v for s, v in self.row_values(rows, bkey).items()}}
+            values.update({row["key"]: {int(s): v for s, v in row["values"].items()} for row in members})
+            out = compare(values, bkey, maximize=self.maximize, stat=rule, confidence=self.confidence)
+            for row in members:
+                c = out[row["key"]]
+                row["diff"].update(
+                    mean=c.diff.mean, lo=c.diff.lo, hi=c.diff.hi, n=c.n, p=c.p, p_holm=c.p_holm,
+                    decided=c.decided, better=c.better, worse=c.worse, prob=c.prob.mean,
+                    prob_lo=c.prob.lo, prob_hi=c.prob.hi, seeds_needed=c.seeds_needed,
+                )
+        return max((len(m) for m in families.values()), default=1)
 
     @staticmethod
     def row_values(rows, key):
@@ -1481,10 +1681,10 @@ class _Engine:
                 # summary, from the same weights, and are read back instead of evaluated again.
                 out[key] = {**stored, "selected_as": reasons}
                 continue
-            est = mean_ci([values[s] for s in sorted(values)], self.confidence)
+            est = interval([values[s] for s in sorted(values)], self._rule, self.confidence)
             if metric == "acc":
                 est = clip_interval(est)
-            lest = mean_ci([losses[s] for s in sorted(losses)], self.confidence)
+            lest = interval([losses[s] for s in sorted(losses)], self._rule, self.confidence)
             out[key] = {
                 "selected_as": reasons,
                 "metric": f"test_{metric}",
