@@ -141,7 +141,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--hidden", type=_int_list, help="layer sizes, e.g. 256,256")
     g.add_argument("--activation", help="relu, tanh, gelu, selu, sigmoid, elu")
     g.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=None, help="BatchNorm layers")
-    g.add_argument("--dropout", help="placement, e.g. hidden=0.3,input=0.1 or hidden=0.3:gaussian")
+    g.add_argument("--dropout", help="placement, e.g. hidden=0.3,input=0.1 or hidden=0.3:gaussian; "
+                   "a schedule field: hidden=0.1:early@5, hidden=0.2:droppath:depth")
     g.add_argument("--kernel-size", type=_int_list, help="CNN kernel size(s), e.g. 5 or 5,3,3")
     g.add_argument("--stride", type=_int_list, help="CNN stride(s)")
     g.add_argument("--padding", type=_int_list, help="CNN padding(s)")
@@ -234,8 +235,9 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--store", metavar="PATH", help="SQLite study file (default: a temporary one)")
     p.add_argument("--name", help="study name")
     g = p.add_argument_group("space (lists are comma-separated; one value sets the base, several make an axis)")
-    g.add_argument("--dropout", action="append", metavar="PLACE=RATES[:LAYER]",
-                   help="a rate axis, e.g. hidden=0,0.1,0.2,0.3 or input=0,0.2:gaussian (repeatable)")
+    g.add_argument("--dropout", action="append", metavar="PLACE=RATES[:LAYER][:SCHEDULES]",
+                   help="a rate axis, e.g. hidden=0,0.1,0.2,0.3 or input=0,0.2:gaussian (repeatable); "
+                   "schedules: hidden=0.1:early@5 or an axis hidden=0.1:early@5,late@5,constant")
     g.add_argument("--axis", action="append", metavar="NAME=VALUES",
                    help="any axis, e.g. train.max_norm=3,4 or model.hidden=[256];[256,256] (repeatable)")
     for flag in ("lr", "weight-decay", "l1", "l2", "max-norm"):

@@ -39,6 +39,7 @@ from torch import nn
 from droplab.errors import ConfigError, DataError, DroplabWarning
 from droplab.regularize import l1_penalty, l2_penalty, max_norm_, weight_parameters
 from droplab.train.callbacks import Callback, Checkpoint
+from droplab.train.schedules import DropoutScheduler, scheduled_layers
 from droplab.train.config import TrainConfig
 from droplab.train.early_stopping import EarlyStopping
 from droplab.train.optim import SCHEDULE_STEPS_PER_BATCH, build_optimizer, build_scheduler
@@ -205,6 +206,8 @@ class Trainer:
                 raise ConfigError(
                     f"callbacks must be droplab.train.Callback objects, got {type(cb).__name__}"
                 )
+        if scheduled_layers(model) and not any(isinstance(cb, DropoutScheduler) for cb in callbacks):
+            callbacks.insert(0, DropoutScheduler())  # the spec schedules a dropout rate
         self.model = model
         self.config = config
         built_es = config.make_early_stopping()
