@@ -91,6 +91,12 @@ def _drop_connect_conv(g: torch.Generator) -> Case:
     return _wrapper(dn.DropConnect(conv, P, generator=g), conv, x)
 
 
+def _residual(g: torch.Generator) -> Case:
+    branch = _seeded(lambda: nn.Sequential(nn.Linear(6, 6), nn.Tanh()))
+    x = _seeded(lambda: torch.randn(8, 6), seed=1)
+    return _wrapper(dn.ResidualDropPath(branch, P, generator=g), lambda t: t + branch(t), x)
+
+
 Factory = Callable[[torch.Generator], Case]
 
 CASES: dict[str, list[tuple[str, Factory]]] = {
@@ -111,6 +117,7 @@ CASES: dict[str, list[tuple[str, Factory]]] = {
         ("scaled", lambda g: _plain(dn.DropPath(P, generator=g), (8, 5, 6))),
         ("unscaled", lambda g: _plain(dn.DropPath(P, scale_by_keep=False, generator=g), (8, 5))),
     ],
+    "ResidualDropPath": [("mlp_branch", lambda g: _residual(g))],
     "LockedDropout": [
         ("seq_first", lambda g: _plain(dn.LockedDropout(P, generator=g), (5, 4, 6))),
         ("batch_first", lambda g: _plain(dn.LockedDropout(P, True, generator=g), (4, 5, 6))),
