@@ -117,6 +117,7 @@ _TRAIN_FLAGS = {
     "early_stopping": ("train", "early_stopping"), "patience": ("train", "patience"),
     "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"), "seed": ("train", "seed"),
     "device": ("train", "device"),
+    "rdrop": ("train", "rdrop"),
 }
 
 
@@ -161,6 +162,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--batch-size", type=int, help="examples per step")
     g.add_argument("--seed", type=int, help="seed of the data split, initial weights, order and masks (default 0)")
     g.add_argument("--device", help="auto (default), cpu, cuda")
+    g.add_argument("--rdrop", type=float, metavar="ALPHA", help="R-Drop: two dropout passes, + ALPHA x symmetric KL (Liang et al. 2021)")
     g = p.add_argument_group("output")
     g.add_argument("--json", action="store_true", help="print one JSON object with the results on stdout")
     g.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -698,6 +698,8 @@ class Population:
     ) -> None:
         if not members:
             raise ConfigError("a population needs at least one member")
+        if members[0].train.rdrop:
+            raise Unstackable("R-Drop (rdrop > 0) trains through the Trainer")
         self.compact = compact
         self.net = net
         self.members = list(members)
