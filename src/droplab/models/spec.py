@@ -18,6 +18,8 @@ recurrent   RNN only: ``locked`` reuses one mask over time on each layer's outpu
             (WeightDrop, Merity et al. 2017)
 attention   transformer only: on the attention weights after the softmax
 embedding   RNN/transformer with ``vocab_size``: drops whole word types (Gal & Ghahramani 2016)
+block       transformer only: ``layerdrop`` skips a whole encoder block for the batch in
+            training (LayerDrop, Fan, Grave, Joulin 2020); see :func:`droplab.models.prune`
 ==========  ===============================================================================
 
 Both dataclasses are frozen and validate themselves on construction; ``to_dict`` /
@@ -66,7 +68,7 @@ __all__ = [
 ]
 
 KINDS = ("mlp", "cnn1d", "cnn2d", "gru", "lstm", "transformer")
-PLACES = ("input", "hidden", "recurrent", "attention", "embedding")
+PLACES = ("input", "hidden", "recurrent", "attention", "embedding", "block")
 ACTIVATIONS = ("relu", "tanh", "gelu", "selu", "sigmoid", "elu")
 LAYERS = (
     "dropout",      # droplab.nn.Dropout, inverted
@@ -81,6 +83,7 @@ LAYERS = (
     "concrete",     # ConcreteDropout, learned rate (MLP, CNN)
     "droppath",     # DropPath on residual branches (transformer)
     "embedding",    # EmbeddingDropout (word types)
+    "layerdrop",    # LayerDrop around each encoder block (transformer)
 )
 
 _CNN = ("cnn1d", "cnn2d")
@@ -94,7 +97,7 @@ _PLACES_BY_KIND = {
     "cnn2d": ("input", "hidden"),
     "gru": ("input", "hidden", "recurrent", "embedding"),
     "lstm": ("input", "hidden", "recurrent", "embedding"),
-    "transformer": ("input", "hidden", "attention", "embedding"),
+    "transformer": ("input", "hidden", "attention", "embedding", "block"),
 }
 
 # The layer a place gets when DropoutSpec.layer is None.
@@ -104,6 +107,7 @@ _DEFAULT_LAYER = {
     "recurrent": "locked",
     "attention": "dropout",
     "embedding": "embedding",
+    "block": "layerdrop",
 }
 
 # layer -> (places it may go, kinds it may go in)
@@ -121,6 +125,7 @@ _LAYER_RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "dropconnect": (("hidden",), ("mlp",) + _CNN),
     "droppath": (("hidden",), ("transformer",)),
     "embedding": (("embedding",), _SEQ),
+    "layerdrop": (("block",), ("transformer",)),
 }
 
 
@@ -172,6 +177,7 @@ _OPTIONS: dict[str, dict[str, Any]] = {
     },
     "droppath": {"scale_by_keep": check_bool},
     "embedding": {},
+    "layerdrop": {},
 }
 
 
@@ -628,6 +634,7 @@ _WHERE = {
     "attention": "attention dropout exists only in transformer models",
     "embedding": "embedding dropout exists only in gru, lstm and transformer models "
     "with vocab_size",
+    "block": "block dropout (LayerDrop) exists only in transformer models",
 }
 
 

@@ -15,6 +15,7 @@ from droplab.nn.concrete import ConcreteDropout
 from droplab.nn.structured import DropBlock1d, DropBlock2d, DropBlock3d
 from droplab.nn.weights import DropConnect
 from droplab.nn.residual import ResidualDropPath
+from droplab.nn.layerdrop import LayerDrop
 
 __all__ = [
     "StochasticLayer",
@@ -24,6 +25,7 @@ __all__ = [
     "AlphaDropout",
     "DropPath",
     "ResidualDropPath",
+    "LayerDrop",
     "LockedDropout",
     "EmbeddingDropout",
     "WeightDrop",
