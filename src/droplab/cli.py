@@ -397,7 +397,7 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "reproduce",
         help="rerun the published findings on dropout offline, side by side with the papers",
-        description="Rerun scaled-down versions of twelve published findings on dropout "
+        description="Rerun scaled-down versions of sixteen published findings on dropout "
         "(Srivastava et al. 2014's tables and figures and their relatives) on offline data, "
         "across seeds, and print each published figure next to droplab's measurement (mean and "
         "95% CI) with whether the shapes agree. Writes an HTML report and a JSON file beside it.",
