@@ -8,8 +8,7 @@ import torch
 from droplab.errors import ConfigError
 from droplab.models import ModelSpec, build_model, parse_dropout
 from droplab.nn import Dropout
-from droplab.nn.schedule import RateSchedule
-from droplab.train import Callback, Checkpoint, DropoutScheduler, TrainConfig, Trainer
+from droplab.train import Checkpoint, DropoutScheduler, TrainConfig, Trainer
 from droplab.train.schedules import scheduled_layers
 from droplab.train.trainer import TIMING_KEYS
 
@@ -36,7 +35,7 @@ CASES = [
     (dict(kind="mlp", hidden=(8, 8), dropout="hidden=0.3:dropconnect:depth:early@2"), (6,), "real"),
     (dict(kind="cnn1d", hidden=(4, 4), dropout="input=0.2:spatial:late@5step,hidden=0.3:dropblock:block_size=3:linear@2"), (1, 12), "real"),
     (dict(kind="gru", hidden=(8,), vocab_size=10, dropout="embedding=0.2:early@1,input=0.2:locked:cosine@6step,recurrent=0.3:weight:late@2"), (7,), "tokens"),
-    (dict(kind="transformer", hidden=(8,), heads=2, layers=2, dropout="attention=0.2:early@7step,hidden=0.3:droppath:depth:linear@3"), (5,), "real"),
+    (dict(kind="transformer", hidden=(8,), heads=2, layers=2, dropout="attention=0.2:early@7step,hidden=0.3:droppath:depth:linear@3,block=0.2:late@4step"), (5,), "real"),
 ]
 
 
