@@ -30,9 +30,7 @@ Run::
 from __future__ import annotations
 
 import argparse
-import re
 import sys
-from collections import Counter
 from pathlib import Path
 
 import torch
@@ -40,53 +38,17 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Timer, add_common_args, report  # noqa: E402
 
-from droplab.errors import ConfigError  # noqa: E402
+from droplab.data.pydoc_topics import load_topics as _load_topics  # noqa: E402
+from droplab.errors import ConfigError, DataError  # noqa: E402
 from droplab.models import ModelSpec, build_model, parse_dropout  # noqa: E402
 from droplab.train import TrainConfig, Trainer  # noqa: E402
 
-#: Large pydoc topics with no text in common (checked by 80-character shingles).
-TOPICS = ("specialnames", "compound", "types", "formatstrings", "string-methods", "typesseq",
-          "debugger", "typesmapping")
-_TOKEN = re.compile(r"[a-z]+|[0-9]+|[^\sa-z0-9]")
-
-
-def tokenize(text: str) -> list[str]:
-    """Lower-case words, numbers and single punctuation marks."""
-    return _TOKEN.findall(text.lower())
-
-
-def windows(ids: list[int], length: int, stride: int) -> torch.Tensor:
-    starts = range(0, len(ids) - length + 1, stride)
-    return torch.tensor([ids[s : s + length] for s in starts], dtype=torch.long).view(-1, length)
-
-
 def load_topics(length: int, max_tokens: int | None) -> tuple[dict, int, list[str]]:
-    """``{split: (x, y)}``, the vocabulary size and the class names."""
+    """``{split: (x, y)}``, the vocabulary size and the class names (droplab.data.pydoc_topics)."""
     try:
-        from pydoc_data.topics import topics
-    except ImportError:  # a trimmed Python without pydoc's data
-        raise SystemExit("this example needs the pydoc_data module of the Python standard library") from None
-    names = [t for t in TOPICS if t in topics]
-    # Blocks of 4 passages go to train / val / test in turn (14 : 3 : 3 of every 20), so every
-    # split samples the whole of each topic and no passage crosses from one split to another.
-    block = 4 * length
-    parts: dict[str, list[tuple[int, list[str]]]] = {"train": [], "val": [], "test": []}
-    for label, name in enumerate(names):
-        tokens = tokenize(topics[name])[:max_tokens]
-        for i, start in enumerate(range(0, len(tokens), block)):
-            split = "train" if i % 20 < 14 else "val" if i % 20 < 17 else "test"
-            parts[split].append((label, tokens[start : start + block]))
-    counts = Counter(tok for _, chunk in parts["train"] for tok in chunk)
-    vocab = {tok: i + 1 for i, tok in enumerate(sorted(t for t, c in counts.items() if c >= 2))}
-    data = {}
-    for split, chunks in parts.items():
-        xs, ys = [], []
-        for label, chunk in chunks:
-            x = windows([vocab.get(tok, 0) for tok in chunk], length, length // 2)
-            xs.append(x)
-            ys.append(torch.full((len(x),), label, dtype=torch.long))
-        data[split] = (torch.cat(xs), torch.cat(ys))
-    return data, len(vocab) + 1, names
+        return _load_topics(length, max_tokens)
+    except DataError as exc:
+        raise SystemExit(f"this example needs the pydoc_data module of the Python standard library ({exc})") from None
 
 
 def main(argv: list[str] | None = None) -> int:

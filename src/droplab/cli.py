@@ -117,6 +117,7 @@ _TRAIN_FLAGS = {
     "early_stopping": ("train", "early_stopping"), "patience": ("train", "patience"),
     "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"), "seed": ("train", "seed"),
     "device": ("train", "device"),
+    "rdrop": ("train", "rdrop"),
 }
 
 
@@ -141,7 +142,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--hidden", type=_int_list, help="layer sizes, e.g. 256,256")
     g.add_argument("--activation", help="relu, tanh, gelu, selu, sigmoid, elu")
     g.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=None, help="BatchNorm layers")
-    g.add_argument("--dropout", help="placement, e.g. hidden=0.3,input=0.1 or hidden=0.3:gaussian")
+    g.add_argument("--dropout", help="placement, e.g. hidden=0.3,input=0.1 or hidden=0.3:gaussian; "
+                   "a schedule field: hidden=0.1:early@5, hidden=0.2:droppath:depth")
     g.add_argument("--kernel-size", type=_int_list, help="CNN kernel size(s), e.g. 5 or 5,3,3")
     g.add_argument("--stride", type=_int_list, help="CNN stride(s)")
     g.add_argument("--padding", type=_int_list, help="CNN padding(s)")
@@ -160,6 +162,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--batch-size", type=int, help="examples per step")
     g.add_argument("--seed", type=int, help="seed of the data split, initial weights, order and masks (default 0)")
     g.add_argument("--device", help="auto (default), cpu, cuda")
+    g.add_argument("--rdrop", type=float, metavar="ALPHA", help="R-Drop: two dropout passes, + ALPHA x symmetric KL (Liang et al. 2021)")
     g = p.add_argument_group("output")
     g.add_argument("--json", action="store_true", help="print one JSON object with the results on stdout")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -237,8 +240,9 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--store", metavar="PATH", help="SQLite study file (default: a temporary one)")
     p.add_argument("--name", help="study name")
     g = p.add_argument_group("space (lists are comma-separated; one value sets the base, several make an axis)")
-    g.add_argument("--dropout", action="append", metavar="PLACE=RATES[:LAYER]",
-                   help="a rate axis, e.g. hidden=0,0.1,0.2,0.3 or input=0,0.2:gaussian (repeatable)")
+    g.add_argument("--dropout", action="append", metavar="PLACE=RATES[:LAYER][:SCHEDULES]",
+                   help="a rate axis, e.g. hidden=0,0.1,0.2,0.3 or input=0,0.2:gaussian (repeatable); "
+                   "schedules: hidden=0.1:early@5 or an axis hidden=0.1:early@5,late@5,constant")
     g.add_argument("--axis", action="append", metavar="NAME=VALUES",
                    help="any axis, e.g. train.max_norm=3,4 or model.hidden=[256];[256,256] (repeatable)")
     for flag in ("lr", "weight-decay", "l1", "l2", "max-norm"):
@@ -418,7 +422,7 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "reproduce",
         help="rerun the published findings on dropout offline, side by side with the papers",
-        description="Rerun scaled-down versions of twelve published findings on dropout "
+        description="Rerun scaled-down versions of sixteen published findings on dropout "
         "(Srivastava et al. 2014's tables and figures and their relatives) on offline data, "
         "across seeds, and print each published figure next to droplab's measurement (mean and "
         "95% CI) with whether the shapes agree. Writes an HTML report and a JSON file beside it.",

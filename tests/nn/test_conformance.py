@@ -92,6 +92,18 @@ def _drop_connect_conv(g: torch.Generator) -> Case:
     return _wrapper(dn.DropConnect(conv, P, generator=g), conv, x)
 
 
+def _residual(g: torch.Generator) -> Case:
+    branch = _seeded(lambda: nn.Sequential(nn.Linear(6, 6), nn.Tanh()))
+    x = _seeded(lambda: torch.randn(8, 6), seed=1)
+    return _wrapper(dn.ResidualDropPath(branch, P, generator=g), lambda t: t + branch(t), x)
+
+
+def _layerdrop(g: torch.Generator) -> Case:
+    block = _seeded(lambda: nn.Linear(6, 6))
+    x = _seeded(lambda: torch.randn(8, 6), seed=1)
+    return _wrapper(dn.LayerDrop(block, P, generator=g), block, x)
+
+
 Factory = Callable[[torch.Generator], Case]
 
 CASES: dict[str, list[tuple[str, Factory]]] = {
@@ -128,6 +140,8 @@ CASES: dict[str, list[tuple[str, Factory]]] = {
             ),
         )
     ],
+    "ResidualDropPath": [("mlp_branch", lambda g: _residual(g))],
+    "LayerDrop": [("linear_block", lambda g: _layerdrop(g))],
     "LockedDropout": [
         ("seq_first", lambda g: _plain(dn.LockedDropout(P, generator=g), (5, 4, 6))),
         ("batch_first", lambda g: _plain(dn.LockedDropout(P, True, generator=g), (4, 5, 6))),
@@ -247,7 +261,10 @@ def test_layer_draws_only_from_its_generator(factory):
         torch.stack([k.pick(k.layer.train()(*k.inputs)) for _ in range(4)]) for k in (a, b, c)
     )
     assert torch.equal(out_a, out_b)
-    assert not torch.equal(out_a, out_c)
+    # LayerDrop makes one keep/skip draw per call, so two seeds often agree on one call; its
+    # draw sequences are compared in tests/nn/test_layerdrop.py.
+    if not isinstance(a.layer, dn.LayerDrop):
+        assert not torch.equal(out_a, out_c)
     assert torch.equal(torch.get_rng_state(), state), "the layer consumed the global RNG"
 
 

@@ -45,8 +45,8 @@ def _no_fashion(monkeypatch, tmp_path):
 
 
 # --- the registry -----------------------------------------------------------------------------
-def test_registry_declares_twelve_findings_with_criteria_and_citations():
-    assert sorted(FINDINGS) == list(range(1, 13))
+def test_registry_declares_sixteen_findings_with_criteria_and_citations():
+    assert sorted(FINDINGS) == list(range(1, 17))
     for n, spec in FINDINGS.items():
         assert spec.number == n
         assert spec.criterion.strip() and spec.citation.strip() and spec.published["text"].strip()
@@ -62,9 +62,9 @@ def test_parse_only():
     assert parse_only("1,3,5") == [1, 3, 5]
     assert parse_only(" 5, 1,5 ") == [1, 5]
     assert parse_only("2-4") == [2, 3, 4]
-    assert parse_only(None) == list(range(1, 13))
-    with pytest.raises(ConfigError, match=r"finding numbers 1-12 .*got '13'"):
-        parse_only("1,13")
+    assert parse_only(None) == list(range(1, 17))
+    with pytest.raises(ConfigError, match=r"finding numbers 1-16 .*got '17'"):
+        parse_only("1,17")
     with pytest.raises(ConfigError, match=r"got 'x'"):
         parse_only("x")
 
@@ -73,7 +73,7 @@ def test_context_and_reproduce_validate_arguments():
     with pytest.raises(ConfigError, match="size must be one of"):
         Context(size="huge")
     assert Context(size="full").seeds == [0, 1, 2, 3, 4]
-    with pytest.raises(ConfigError, match="finding numbers are 1-12, got 0"):
+    with pytest.raises(ConfigError, match="finding numbers are 1-16, got 0"):
         reproduce([0], size="smoke", progress=False)
     with pytest.raises(ConfigError, match="seeds must be"):
         reproduce([10], size="smoke", seeds=0, progress=False)
@@ -172,8 +172,8 @@ def test_cli_table_output_and_errors(tmp_path, capsys):
     assert code == 0
     text = capsys.readouterr().out
     assert "published" in text and "Prechelt" in text and "criterion:" in text
-    assert main(["reproduce", "--smoke", "--only", "13", "--quiet"]) == 2
-    assert "finding numbers 1-12" in capsys.readouterr().err
+    assert main(["reproduce", "--smoke", "--only", "17", "--quiet"]) == 2
+    assert "finding numbers 1-16" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["reproduce", "--smoke", "--quick"])  # mutually exclusive sizes
 

@@ -162,3 +162,32 @@ def test_resume_refuses_other_settings(npz, tmp_path, capsys):
     capsys.readouterr()
     rc = main(_flags(npz, "--dropout", "hidden=0,0.5", "--seeds", "1", "--epochs", "1", "--resume", db))
     assert rc == 2 and "differing keys: space" in capsys.readouterr().err
+
+
+def test_a_scheduled_sweep_interrupted_then_resumed_from_the_cli_equals_the_uninterrupted_one(npz, tmp_path, monkeypatch):
+    """``--dropout hidden=0.3:early@2,cosine@20step`` (a schedule axis) survives ``--resume`` exactly."""
+    from droplab.sweep import Population
+
+    flags = _flags(
+        npz, "--dropout", "hidden=0,0.3:early@2,cosine@20step", "--seeds", "2", "--epochs", "5",
+        "--batch-size", "30", "--checkpoint-seconds", "0", "--lr", "0.01",
+    )
+    reference = str(tmp_path / "reference.db")
+    assert main([*flags, "--store", reference]) == 0
+    run_epoch = Population.run_epoch
+
+    def crash_in_epoch_three(self):
+        if self.epoch == 2:
+            raise KeyboardInterrupt
+        return run_epoch(self)
+
+    monkeypatch.setattr(Population, "run_epoch", crash_in_epoch_three)
+    crashed = str(tmp_path / "crashed.db")
+    assert main([*flags, "--store", crashed]) != 0
+    assert _epochs_committed(crashed) == 8 * 2  # two epochs of every run were kept
+    monkeypatch.setattr(Population, "run_epoch", run_epoch)
+    assert main(["sweep", "--resume", crashed, "--quiet"]) == 0
+    runs, epochs, summary = _store_content(crashed)
+    ref_runs, ref_epochs, ref_summary = _store_content(reference)
+    assert len(runs) == 8 and {r[2] for r in runs} == {"completed"}
+    assert runs == ref_runs and epochs == ref_epochs and summary == ref_summary

@@ -13,6 +13,7 @@ from droplab.functional.recurrent import embedding_dropout, locked_dropout
 from droplab.functional.concrete import concrete_dropout
 from droplab.functional.structured import drop_block1d, drop_block2d, drop_block3d
 from droplab.functional.weights import drop_connect
+from droplab.functional.residual import drop_path_residual
 
 __all__: list[str] = [
     "dropout",
@@ -20,6 +21,7 @@ __all__: list[str] = [
     "gaussian_dropout",
     "alpha_dropout",
     "drop_path",
+    "drop_path_residual",
     "locked_dropout",
     "embedding_dropout",
     "drop_block1d",

@@ -21,6 +21,7 @@ from droplab.errors import ConfigError
 from droplab.models._dropout import SpecModel
 from droplab.models.cnn import CNN
 from droplab.models.mlp import MLP
+from droplab.models.prune import prune
 from droplab.models.rnn import RNN
 from droplab.models.spec import (
     ACTIVATIONS,
@@ -39,6 +40,7 @@ __all__ = [
     "parse_dropout",
     "build_model",
     "count_parameters",
+    "prune",
     "SpecModel",
     "MLP",
     "CNN",

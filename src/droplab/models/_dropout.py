@@ -123,6 +123,8 @@ class SpecModel(nn.Module):
         self.n_outputs = n_outputs
         # (place label, module) in forward order; the modules are also registered children.
         self._placements: list[tuple[str, nn.Module]] = []
+        # The rate each placed layer was built with: what a rate schedule scales.
+        self._base_rates: list[float | None] = []
         # (ConcreteDropout, the module consuming its output, features per example entering it)
         self._concrete: list[tuple[nn.Module, nn.Module, int]] = []
 
@@ -137,6 +139,7 @@ class SpecModel(nn.Module):
 
     def _place(self, label: str, module: nn.Module) -> nn.Module:
         self._placements.append((label, module))
+        self._base_rates.append(getattr(module, "p", None))
         return module
 
     def _dropout(

@@ -18,6 +18,8 @@ recurrent   RNN only: ``locked`` reuses one mask over time on each layer's outpu
             (WeightDrop, Merity et al. 2017)
 attention   transformer only: on the attention weights after the softmax
 embedding   RNN/transformer with ``vocab_size``: drops whole word types (Gal & Ghahramani 2016)
+block       transformer only: ``layerdrop`` skips a whole encoder block for the batch in
+            training (LayerDrop, Fan, Grave, Joulin 2020); see :func:`droplab.models.prune`
 ==========  ===============================================================================
 
 Both dataclasses are frozen and validate themselves on construction; ``to_dict`` /
@@ -47,6 +49,13 @@ from droplab._checks import (
     did_you_mean,
 )
 from droplab.errors import ConfigError
+from droplab.nn.schedule import (
+    RateSchedule,
+    canonical_setting,
+    depth_rates,
+    is_schedule_text,
+    parse_schedule_setting,
+)
 
 __all__ = [
     "KINDS",
@@ -59,7 +68,7 @@ __all__ = [
 ]
 
 KINDS = ("mlp", "cnn1d", "cnn2d", "gru", "lstm", "transformer")
-PLACES = ("input", "hidden", "recurrent", "attention", "embedding")
+PLACES = ("input", "hidden", "recurrent", "attention", "embedding", "block")
 ACTIVATIONS = ("relu", "tanh", "gelu", "selu", "sigmoid", "elu")
 LAYERS = (
     "dropout",      # droplab.nn.Dropout, inverted
@@ -74,6 +83,7 @@ LAYERS = (
     "concrete",     # ConcreteDropout, learned rate (MLP, CNN)
     "droppath",     # DropPath on residual branches (transformer)
     "embedding",    # EmbeddingDropout (word types)
+    "layerdrop",    # LayerDrop around each encoder block (transformer)
 )
 
 _CNN = ("cnn1d", "cnn2d")
@@ -87,7 +97,7 @@ _PLACES_BY_KIND = {
     "cnn2d": ("input", "hidden"),
     "gru": ("input", "hidden", "recurrent", "embedding"),
     "lstm": ("input", "hidden", "recurrent", "embedding"),
-    "transformer": ("input", "hidden", "attention", "embedding"),
+    "transformer": ("input", "hidden", "attention", "embedding", "block"),
 }
 
 # The layer a place gets when DropoutSpec.layer is None.
@@ -97,6 +107,7 @@ _DEFAULT_LAYER = {
     "recurrent": "locked",
     "attention": "dropout",
     "embedding": "embedding",
+    "block": "layerdrop",
 }
 
 # layer -> (places it may go, kinds it may go in)
@@ -114,6 +125,7 @@ _LAYER_RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "dropconnect": (("hidden",), ("mlp",) + _CNN),
     "droppath": (("hidden",), ("transformer",)),
     "embedding": (("embedding",), _SEQ),
+    "layerdrop": (("block",), ("transformer",)),
 }
 
 
@@ -165,6 +177,7 @@ _OPTIONS: dict[str, dict[str, Any]] = {
     },
     "droppath": {"scale_by_keep": check_bool},
     "embedding": {},
+    "layerdrop": {},
 }
 
 
@@ -198,16 +211,24 @@ class DropoutSpec:
         options: extra keyword arguments for the layer, checked per layer, e.g.
             ``{"block_size": 5}`` for ``dropblock``, ``{"weights": ["weight_hh_l0"]}`` for
             ``weight``, ``{"inference": "moment"}`` for ``dropconnect``.
+        schedule: how the rate changes over training and depth, default ``None`` (constant):
+            a :class:`~droplab.nn.schedule.RateSchedule` text such as ``"early@5"``,
+            ``"late@300step"``, ``"cosine@10"``, ``"curriculum@0.5"``, the word ``"depth"``
+            (stochastic-depth rule over the hidden layers, Huang et al. 2016) or both joined
+            by ``+`` (``"depth+early@5"``). :class:`ModelSpec` turns ``depth`` into per-layer
+            rates; the trainer and the sweep engine apply the time schedule.
 
     Example::
 
         DropoutSpec(0.3, "dropblock", {"block_size": 3})
         DropoutSpec((0.5, 0.3))  # per-layer hidden rates
+        DropoutSpec(0.1, schedule="early@5")  # dropout in the first 5 epochs only
     """
 
     p: float | tuple[float, ...] = 0.0
     layer: str | None = None
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    schedule: str | None = None
 
     def __post_init__(self) -> None:
         p = self.p
@@ -236,6 +257,21 @@ class DropoutSpec:
             check_keys(f"options of layer {self.layer!r}", options, allowed)
             options = {k: allowed[k](f"{self.layer} option {k}", v) for k, v in options.items()}
         object.__setattr__(self, "options", {k: _tupled(v) for k, v in options.items()})
+        if self.schedule is not None:
+            depth, time = parse_schedule_setting(self.schedule)
+            if depth and isinstance(p, tuple):
+                raise ConfigError(
+                    f"schedule 'depth' derives per-layer rates from one rate; got the rates "
+                    f"{list(p)} already"
+                )
+            object.__setattr__(self, "schedule", canonical_setting(depth, time))
+
+    @property
+    def time_schedule(self) -> RateSchedule | None:
+        """The rate's schedule over training (``None`` when the rate is constant)."""
+        if self.schedule is None:
+            return None
+        return parse_schedule_setting(self.schedule)[1]
 
     def rate(self, index: int = 0) -> float:
         """The rate of hidden layer ``index`` (the scalar rate when ``p`` is a number)."""
@@ -244,6 +280,7 @@ class DropoutSpec:
     def to_dict(self) -> dict[str, Any]:
         """A plain dictionary (lists, no tuples, no ``None``) that :meth:`from_dict` turns back."""
         out = {"p": _plain(self.p), "layer": self.layer, "options": _plain(dict(self.options))}
+        out["schedule"] = self.schedule
         return {k: v for k, v in out.items() if v is not None}
 
     @classmethod
@@ -255,7 +292,7 @@ class DropoutSpec:
             return cls(p=d)
         if not isinstance(d, Mapping):
             raise ConfigError(f"a dropout entry must be a number or a table, got {d!r}")
-        check_keys("dropout entry", d, ("p", "layer", "options"))
+        check_keys("dropout entry", d, ("p", "layer", "options", "schedule"))
         return cls(**dict(d))
 
 
@@ -263,11 +300,16 @@ def parse_dropout(text: str) -> dict[str, DropoutSpec]:
     """Parse a compact dropout string, as given on the command line.
 
     Grammar: comma-separated ``place=rate[:layer[:option=value...]]``; a rate may be several
-    per-layer rates separated by ``/``.
+    per-layer rates separated by ``/``. A field that names a schedule (``early@5``,
+    ``late@300step``, ``linear@10``, ``cosine@10``, ``curriculum@0.5``, ``depth``; see
+    :mod:`droplab.nn.schedule`) may stand anywhere after the rate and sets
+    :attr:`DropoutSpec.schedule`; two such fields combine (``depth`` with one time schedule).
 
     Example::
 
         parse_dropout("input=0.1,hidden=0.5/0.3:gaussian")
+        parse_dropout("hidden=0.1:early@5")          # early dropout (Liu et al. 2023)
+        parse_dropout("hidden=0.2:droppath:depth")   # stochastic-depth rule
         parse_dropout("hidden=0.2:dropblock:block_size=5")
         parse_dropout("recurrent=0.25:weight")
     """
@@ -288,6 +330,9 @@ def parse_dropout(text: str) -> dict[str, DropoutSpec]:
         if place in out:
             raise ConfigError(f"dropout place {place!r} is given twice in {text!r}")
         fields = [f.strip() for f in rest.split(":")]
+        scheduled = [f for f in fields[1:] if f and is_schedule_text(f)]
+        fields = fields[:1] + [f for f in fields[1:] if not (f and is_schedule_text(f))]
+        schedule = "+".join(scheduled) or None
         rates = []
         for r in fields[0].split("/"):
             try:
@@ -307,8 +352,30 @@ def parse_dropout(text: str) -> dict[str, DropoutSpec]:
                 )
             options[key.strip()] = _parse_scalar(value.strip())
         p = rates[0] if len(rates) == 1 else tuple(rates)
-        out[place] = _in_place(place, lambda: DropoutSpec(p, layer, options))
+        out[place] = _in_place(place, lambda: DropoutSpec(p, layer, options, schedule))
     return out
+
+
+def _resolve_schedule(place: str, spec: DropoutSpec, n_hidden: int) -> DropoutSpec:
+    """Check a spec's schedule at its place; turn ``depth`` into per-layer rates."""
+    if spec.schedule is None:
+        return spec
+    if spec.layer == "concrete":
+        raise ConfigError(
+            f"concrete dropout at place {place!r} learns its rate; it takes no schedule, "
+            f"got {spec.schedule!r}"
+        )
+    depth, time = parse_schedule_setting(spec.schedule)
+    if not depth:
+        return spec
+    if place != "hidden":
+        raise ConfigError(
+            f"schedule 'depth' grows the rate with the hidden layer's depth; it applies at "
+            f"place 'hidden', not {place!r}"
+        )
+    return dataclasses.replace(
+        spec, p=depth_rates(spec.p, n_hidden), schedule=canonical_setting(False, time)
+    )
 
 
 def _in_place(place: str, make: Any) -> DropoutSpec:
@@ -516,6 +583,7 @@ class ModelSpec:
                 raise ConfigError(
                     "dropout place 'hidden' needs at least one hidden layer, got hidden=()"
                 )
+            spec = _resolve_schedule(place, spec, self.n_hidden_positions)
             resolved[place] = spec
         return resolved
 
@@ -566,6 +634,7 @@ _WHERE = {
     "attention": "attention dropout exists only in transformer models",
     "embedding": "embedding dropout exists only in gru, lstm and transformer models "
     "with vocab_size",
+    "block": "block dropout (LayerDrop) exists only in transformer models",
 }
 
 

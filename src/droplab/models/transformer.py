@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -110,6 +111,8 @@ class Transformer(SpecModel):
       block (:class:`SelfAttention`), so any element-wise droplab layer works there.
     - ``hidden``: on each sublayer output before the residual add (per-layer rates over the
       ``layers`` blocks); ``droppath`` gives stochastic depth.
+    - ``block``: :class:`~droplab.nn.LayerDrop` around each encoder block (Fan, Grave, Joulin
+      2020, arXiv:1909.11556); prune the trained model with :func:`droplab.models.prune`.
 
     ``batch_norm=True`` adds one BatchNorm1d on the pooled vector before the output Linear; the
     LayerNorms stay in every case. No dropout follows the output layer.
@@ -168,7 +171,10 @@ class Transformer(SpecModel):
         for i in range(spec.layers):
             attn = layer("attention", f"attention[{i}]")
             branch = layer("hidden", f"hidden[{i}]", i)
-            blocks.append(EncoderBlock(d_model, spec.heads, ff_dim, spec.activation, attn, branch))
+            block: nn.Module = EncoderBlock(d_model, spec.heads, ff_dim, spec.activation, attn, branch)
+            if "block" in drop:
+                block = self._place(f"block[{i}]", _layer_drop(block, drop["block"], generator))
+            blocks.append(block)
         self.blocks = nn.Sequential(*blocks)
         self.final_norm = nn.LayerNorm(d_model)
         self.norm = nn.BatchNorm1d(d_model) if spec.batch_norm else None
@@ -204,3 +210,9 @@ class Transformer(SpecModel):
         if self.norm is not None:
             x = self.norm(x)
         return self.head(x)
+
+
+def _layer_drop(block: nn.Module, d: Any, generator: torch.Generator | None) -> nn.Module:
+    from droplab.nn import LayerDrop
+
+    return LayerDrop(block, d.rate(), generator=generator)

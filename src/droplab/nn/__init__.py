@@ -14,6 +14,8 @@ from droplab.nn.recurrent import EmbeddingDropout, LockedDropout, WeightDrop
 from droplab.nn.concrete import ConcreteDropout
 from droplab.nn.structured import DropBlock1d, DropBlock2d, DropBlock3d
 from droplab.nn.weights import DropConnect
+from droplab.nn.residual import ResidualDropPath
+from droplab.nn.layerdrop import LayerDrop
 
 __all__ = [
     "StochasticLayer",
@@ -22,6 +24,8 @@ __all__ = [
     "GaussianDropout",
     "AlphaDropout",
     "DropPath",
+    "ResidualDropPath",
+    "LayerDrop",
     "LockedDropout",
     "EmbeddingDropout",
     "WeightDrop",

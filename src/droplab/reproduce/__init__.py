@@ -1,9 +1,10 @@
 """Rerun the published findings on dropout offline, side by side with the papers.
 
 ``droplab reproduce [--quick] [--only 1,3,5] [--json] [-o reproduce.html] [--seeds N]`` runs
-scaled-down versions of twelve findings (Srivastava et al. 2014's Tables 2, 9, 10 and Figs. 9-11;
+scaled-down versions of sixteen findings (Srivastava et al. 2014's Tables 2, 9, 10 and Figs. 9-11;
 DropConnect, SpatialDropout, DropBlock; variational RNN dropout; concrete dropout; Prechelt's
-early stopping; robustness to noise; AdamW) across seeds and reports, for each, the published
+early stopping; robustness to noise; AdamW; early and late dropout, R-Drop and LayerDrop in
+:mod:`droplab.reproduce.findings_time`) across seeds and reports, for each, the published
 figure, droplab's measurement with 95% intervals, and whether the shapes agree under a
 criterion fixed before the run.
 

@@ -100,12 +100,15 @@ class Arm:
         rates: MLP fast path only: the drop rate at each dropout position of the group's spec
             (input first when the spec has input dropout, then one per hidden layer).
         spec: the model of this arm when it differs from the group's (Trainer engine only).
+        schedules: MLP fast path only: the rate schedule at each dropout position (text such as
+            ``"early@10"``, or ``None`` for a constant rate); ``None``: all constant.
     """
 
     key: str
     train: TrainConfig
     rates: tuple[float, ...] | None = None
     spec: ModelSpec | None = None
+    schedules: tuple[str | None, ...] | None = None
 
 
 @dataclasses.dataclass
@@ -140,8 +143,11 @@ def _metrics(acc: float, loss: float) -> dict[str, float]:
     return {"acc": acc, "loss": loss, "error": 100.0 * (1.0 - acc)}
 
 
-def with_rates(spec: ModelSpec, rates: Sequence[float]) -> ModelSpec:
-    """The MLP spec with these per-position rates (the inverse of the MLP fast path's rates)."""
+def with_rates(
+    spec: ModelSpec, rates: Sequence[float], schedules: Sequence[str | None] | None = None
+) -> ModelSpec:
+    """The MLP spec with these per-position rates (the inverse of the MLP fast path's rates)
+    and, if given, per-position schedules (the hidden layers must share one)."""
     from droplab.sweep.population import mlp_positions
 
     d = spec.to_dict()
@@ -152,6 +158,8 @@ def with_rates(spec: ModelSpec, rates: Sequence[float]) -> ModelSpec:
             d["dropout"]["input"]["p"] = rates[0]
     if hidden:
         d["dropout"]["hidden"]["p"] = hidden
+    for (place, _), schedule in zip(positions, schedules or ()):
+        d["dropout"][place]["schedule"] = schedule
     return ModelSpec.from_dict(d)
 
 
@@ -205,7 +213,9 @@ def train_group(
     kind = "trainer"
     if engine == "auto" and all(a.spec is None for a in arms):
         members = [
-            Member(a.key, {}, s, a.train.replace(seed=s), a.rates) for a in arms for s in seeds
+            Member(a.key, {}, s, a.train.replace(seed=s), a.rates,
+                   schedules=a.schedules or (None,) * len(a.rates or ()))
+            for a in arms for s in seeds
         ]
         if mlp_fast_path(spec) is None and all(a.rates is not None for a in arms):
             kind = "mlp"
@@ -265,7 +275,7 @@ def train_group(
             ctx.advance(start + (stop - start) * frac)
 
     for a in arms:
-        arm_spec = a.spec or (with_rates(spec, a.rates) if a.rates is not None else spec)
+        arm_spec = a.spec or (with_rates(spec, a.rates, a.schedules) if a.rates is not None else spec)
         for s in seeds:
             model = build_model(arm_spec, splits.input_shape, splits.n_outputs, seed=s)
             val = (xv, yv) if validation else None

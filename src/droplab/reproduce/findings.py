@@ -64,7 +64,7 @@ __all__ = [
     "weight_decay",
 ]
 
-#: Run sizes: ``smoke`` (seconds per finding, for tests), ``quick`` (all twelve in a few
+#: Run sizes: ``smoke`` (seconds per finding, for tests), ``quick`` (all of them in a few
 #: minutes on two CPU cores) and ``full`` (more seeds, epochs and grid points).
 SIZES = ("smoke", "quick", "full")
 
@@ -1008,7 +1008,8 @@ _SPECS = [
          _measure_weight_decay, 30),
 ]
 
-#: The twelve findings by number.
+#: The findings by number: the twelve above, then 13-16 (dropout over time and depth,
+#: :mod:`droplab.reproduce.findings_time`), added at the end of this module.
 FINDINGS: dict[int, Spec] = {s.number: s for s in _SPECS}
 
 # --- one public function per finding -------------------------------------------------------
@@ -1226,3 +1227,9 @@ def weight_decay(ctx: Context | None = None) -> Finding:
         weight_decay(Context(size="smoke")).agrees
     """
     return FINDINGS[12].run(ctx if ctx is not None else Context())
+
+
+# --- 13-16: dropout over time and depth (findings_time.py needs the helpers above) ------------------
+from droplab.reproduce.findings_time import register as _register_time  # noqa: E402
+
+_register_time(FINDINGS)

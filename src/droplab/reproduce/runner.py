@@ -266,8 +266,8 @@ def reproduce(
     not installed is skipped with a message saying how to install it.
 
     Args:
-        numbers: which findings (1..12); default all.
-        size: ``"smoke"`` (seconds each, for tests), ``"quick"`` (all twelve in a few minutes on
+        numbers: which findings (1..16); default all.
+        size: ``"smoke"`` (seconds each, for tests), ``"quick"`` (all of them in a few minutes on
             two CPU cores) or ``"full"`` (more seeds, epochs and grid points). Default quick.
         seeds: number of seeds (``0..n-1``) or the seeds; default 2 / 3 / 5 by size.
         data_dir: folder with the Fashion-MNIST idx files (default: the usual search).

@@ -405,6 +405,25 @@ def parse_dropout_flag(text: str) -> tuple[str, list[Any], str | None]:
     return place, rates, (layer.strip() or None)
 
 
+def _split_schedules(text: str) -> tuple[str, list[str]]:
+    """Take the schedule field out of ``--dropout`` text: ``"hidden=0,0.1:early@5,late@5"`` ->
+    ``("hidden=0,0.1", ["early@5", "late@5"])``; one schedule sets the base, several an axis
+    (``constant`` is the unscheduled rate)."""
+    from droplab.nn.schedule import is_schedule_text
+
+    head, *fields = text.split(":")
+    kept, schedules = [head], []
+    for field in fields:
+        items = [f.strip() for f in field.split(",") if f.strip()]
+        if items and all(is_schedule_text(f) for f in items):
+            if schedules:
+                raise ConfigError(f"--dropout {text!r} gives schedules twice")
+            schedules = items
+        else:
+            kept.append(field)
+    return ":".join(kept), schedules
+
+
 def flag_overrides(
     *,
     dropout: list[str] | None = None,
@@ -416,8 +435,10 @@ def flag_overrides(
     """Turn command-line flags into a dictionary that :func:`droplab.train.config.merge_overrides` lays over a TOML file.
 
     Args:
-        dropout: ``--dropout PLACE=RATES[:LAYER]`` values; each becomes axis
-            ``dropout.PLACE`` (and the place's layer in ``[model]``).
+        dropout: ``--dropout PLACE=RATES[:LAYER][:SCHEDULES]`` values; each becomes axis
+            ``dropout.PLACE`` (and the place's layer in ``[model]``); one schedule
+            (``early@5``) goes to ``[model]``, several (``early@5,late@5,constant``) make axis
+            ``dropout.PLACE.schedule``.
         axes: ``--axis NAME=VALUES`` values.
         train_lists: ``{"lr": "1e-3,1e-2", ...}``: one value sets ``[train]``, several make a
             ``train.<name>`` axis.
@@ -431,12 +452,17 @@ def flag_overrides(
     out: dict[str, Any] = {k: dict(v) for k, v in (sections or {}).items() if v}
     space: dict[str, Any] = {}
     for text in dropout or []:
+        text, schedules = _split_schedules(text)
         place, rates, layer = parse_dropout_flag(text)
         space[f"dropout.{place}"] = rates
-        if layer is not None:
+        if len(schedules) > 1:
+            space[f"dropout.{place}.schedule"] = schedules
+        if layer is not None or len(schedules) == 1:
             model = out.setdefault("model", {})
             drop = dict(model.get("dropout", {}))
             drop[place] = {"p": 0.0, "layer": layer}
+            if len(schedules) == 1:
+                drop[place]["schedule"] = schedules[0]
             model["dropout"] = drop
     for text in axes or []:
         name, values = parse_axis_flag(text)

@@ -102,6 +102,7 @@ class _Resolved:
     net: str  # "mlp" | "module"
     spec: Any = None  # ModelSpec for built-in models
     rates: tuple[float, ...] | None = None
+    schedules: tuple[str | None, ...] | None = None  # MLPNet: per dropout position
     arch: str = ""
     strength: tuple = ()
     baseline: dict[str, Any] | None = None
@@ -208,14 +209,15 @@ class _SpecPlan:
                     place = parts[1]
                     dropout.setdefault(place, {"p": 0.0, "layer": None, "options": {}})
                     dropout[place]["p"] = list(value) if isinstance(value, (list, tuple)) else value
-                elif len(parts) == 3 and parts[2] == "layer":
+                elif len(parts) == 3 and parts[2] in ("layer", "schedule"):
                     place = parts[1]
                     dropout.setdefault(place, {"p": 0.0, "layer": None, "options": {}})
-                    dropout[place]["layer"] = value
+                    dropout[place][parts[2]] = None if value in ("none", "constant") else value
                 else:
                     raise ConfigError(
-                        f"unknown axis {name!r}; use 'dropout.<place>' for a rate or "
-                        f"'dropout.<place>.layer' for a layer type"
+                        f"unknown axis {name!r}; use 'dropout.<place>' for a rate, "
+                        f"'dropout.<place>.layer' for a layer type or "
+                        f"'dropout.<place>.schedule' for a rate schedule"
                     )
             elif name.startswith("model."):
                 spec_dict[name[len("model.") :]] = value
@@ -233,6 +235,7 @@ class _SpecPlan:
         data_key = _json(data)
         fast = self.population and mlp_fast_path(spec) is None
         rates: tuple[float, ...] | None = None
+        schedules: tuple[str | None, ...] | None = None
         all_rates: list[float] = []
         for place, d in spec.dropout.items():
             all_rates += list(d.p) if isinstance(d.p, tuple) else [d.p] * (
@@ -243,9 +246,13 @@ class _SpecPlan:
                 spec.dropout["input"].p if place == "input" else spec.dropout["hidden"].rate(i)
                 for place, i in mlp_positions(spec)
             )
+            schedules = tuple(
+                spec.dropout[place].schedule for place, _ in mlp_positions(spec)
+            )
             zeroed = spec.to_dict()
             for d in zeroed["dropout"].values():
                 d["p"] = 0.0
+                d.pop("schedule", None)  # per member: members with other schedules share a population
             group = {"net": "mlp", "spec": zeroed}
         else:
             group = {"net": "module", "spec": spec.to_dict()}
@@ -258,7 +265,7 @@ class _SpecPlan:
             for k in drop_axes:
                 if k == "dropout":
                     baseline[k] = "none"
-                elif k.endswith(".layer"):
+                elif k.endswith((".layer", ".schedule")):
                     continue
                 else:
                     v = params[k]
@@ -272,6 +279,7 @@ class _SpecPlan:
             net="mlp" if fast else "module",
             spec=spec,
             rates=rates,
+            schedules=schedules,
             arch=config_key(arch_params) if arch_params else "",
             strength=_strength(all_rates, train),
             baseline=baseline,
@@ -710,7 +718,7 @@ class _Work:
 
 
 def _members(part) -> list[Member]:
-    return [Member(r.key, r.params, s, r.train, r.rates) for r, s in part]
+    return [Member(r.key, r.params, s, r.train, r.rates, schedules=r.schedules) for r, s in part]
 
 
 def _make_population(plan, part, splits) -> tuple[Population | None, str]:
@@ -784,7 +792,7 @@ def _train_single(work: _Work, i: int, splits, emit, worker: dict[str, Any]) -> 
     r, seed = work.part[i]
     ck = work.run_checkpoints.get(i)
     emit({"kind": "start", "members": [i], "epoch": 0 if ck is None else ck[0]})
-    member = Member(r.key, r.params, seed, r.train, r.rates)
+    member = Member(r.key, r.params, seed, r.train, r.rates, schedules=r.schedules)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = work.plan.builder(r, splits)(member)
@@ -1170,7 +1178,7 @@ class _Engine:
             self.space.maximize = self.maximize
 
     def _check_model(self, r: _Resolved, splits) -> None:
-        member = Member(r.key, r.params, self.seeds[0], r.train, r.rates)
+        member = Member(r.key, r.params, self.seeds[0], r.train, r.rates, schedules=r.schedules)
         try:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(0)
@@ -1711,7 +1719,7 @@ class _Engine:
                 continue
             from droplab.train import Trainer
 
-            member = Member(r.key, r.params, seed, r.train, r.rates)
+            member = Member(r.key, r.params, seed, r.train, r.rates, schedules=r.schedules)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 model = self.plan.builder(r, splits)(member)

@@ -107,6 +107,10 @@ class Member:
         rates: for :class:`MLPNet`, the drop rate at each dropout position of the spec (input
             first, then each hidden layer); ``None`` otherwise.
         run_id: the run's id in the study store, if any.
+        schedules: for :class:`MLPNet`, the rate schedule at each dropout position (a
+            :class:`~droplab.nn.schedule.RateSchedule`, its text, or ``None`` for a constant
+            rate); ``None`` (default) takes the spec's. Members of one population may follow
+            different schedules.
     """
 
     key: str
@@ -115,6 +119,7 @@ class Member:
     train: TrainConfig
     rates: tuple[float, ...] | None = None
     run_id: int | None = None
+    schedules: tuple[Any, ...] | None = None
 
 
 def _derive_seed(seed: int, stream: int) -> int:
@@ -267,6 +272,11 @@ class _Net:
     def select_rows(self, index: torch.Tensor) -> None:
         """Keep only the members at rows ``index`` of any per-member state the net holds."""
 
+    def update_schedule(self, epoch: int, step: int) -> None:
+        """Set scheduled dropout rates to their values after ``epoch`` epochs, ``step`` steps."""
+
+    per_step_schedule: bool = False
+
 
 class MLPNet(_Net):
     """Explicit batched MLP: weights ``(K, in, out)``, per-member dropout rates.
@@ -328,10 +338,39 @@ class MLPNet(_Net):
                 )
             if self.positions:
                 rates[j] = torch.tensor(m.rates, dtype=torch.float64)
-        classic = {
+        self._classic = {
             pos: spec.dropout["input" if pos[0] == "input" else "hidden"].layer == "classic"
             for pos in self.positions
         }
+        self._device = torch.device("cpu")
+        self.base_rates = rates
+        self.row_schedules = _member_schedules(spec, self.positions, members)
+        self.per_step_schedule = any(s is not None and s.unit == "step" for r in self.row_schedules for s in r)
+        self._last_rates: list[list[float]] | None = None
+        self._set_rates(rates)
+        # Uniforms are drawn while any member could drop (its base rate > 0), whatever its
+        # schedule says now: a member's draws then do not depend on the others' schedules.
+        self.draws = bool((rates > 0).any())
+
+    def update_schedule(self, epoch: int, step: int) -> None:
+        """Set every member's rates to its schedules' values after ``epoch`` epochs, ``step`` steps."""
+        if not any(any(s is not None for s in row) for row in self.row_schedules):
+            return
+        rates = [
+            [
+                p if s is None else s.rate(p, step if s.unit == "step" else epoch)
+                for p, s in zip(row_p, row_s)
+            ]
+            for row_p, row_s in zip(self.base_rates.tolist(), self.row_schedules)
+        ]
+        if rates != self._last_rates:
+            self._last_rates = rates
+            self._set_rates(torch.tensor(rates, dtype=torch.float64).view(len(rates), -1))
+
+    def _set_rates(self, rates: torch.Tensor) -> None:
+        """Masks' thresholds and scales from per-member rates ``(K, positions)`` (float64)."""
+        k = len(rates)
+        classic = self._classic
         p_cols = torch.zeros(k, 1, max(self.uniform_width, 1))
         s_cols = torch.ones(k, 1, max(self.uniform_width, 1))
         self.eval_scale: dict[int, torch.Tensor] = {}
@@ -349,14 +388,22 @@ class MLPNet(_Net):
                 s_cols[:, 0, a:b] = (1.0 / (1.0 - p)).float().unsqueeze(1)
             if bool((p > 0).any()):
                 self.active.add(layer_input)
-        self.p_cols, self.s_cols = p_cols, s_cols
+        self.p_cols, self.s_cols = p_cols.to(self._device), s_cols.to(self._device)
+        self.eval_scale = {i: v.to(self._device) for i, v in self.eval_scale.items()}
 
     def to(self, device: torch.device) -> MLPNet:
+        self._device = torch.device(device)
         self.p_cols, self.s_cols = self.p_cols.to(device), self.s_cols.to(device)
         self.eval_scale = {k: v.to(device) for k, v in self.eval_scale.items()}
         return self
 
     def select_rows(self, index: torch.Tensor) -> None:
+        rows = index.tolist()
+        self.base_rates = self.base_rates[rows]
+        self.draws = bool((self.base_rates > 0).any())
+        self.row_schedules = [self.row_schedules[r] for r in rows]
+        if self._last_rates is not None:
+            self._last_rates = [self._last_rates[r] for r in rows]
         self.p_cols, self.s_cols = self.p_cols[index], self.s_cols[index]
         self.eval_scale = {k: v[index] for k, v in self.eval_scale.items()}
         self.active = {i for i, (a, b) in self.columns.items() if bool((self.p_cols[:, :, a:b] > 0).any())}
@@ -460,6 +507,26 @@ class MLPNet(_Net):
         return h
 
 
+def _member_schedules(spec: Any, positions: list[tuple[str, int]], members: Sequence[Member]) -> list[list[Any]]:
+    """Each member's schedule per dropout position: its own, else the spec's (None: constant)."""
+    from droplab.nn.schedule import RateSchedule
+
+    default = [spec.dropout[place].time_schedule for place, _ in positions]
+    out = []
+    for m in members:
+        if m.schedules is None:
+            out.append(list(default))
+            continue
+        if len(m.schedules) != len(positions):
+            raise ConfigError(
+                f"member {m.key!r} gives {len(m.schedules)} dropout schedules for "
+                f"{len(positions)} dropout positions"
+            )
+        row = [None if s is None else RateSchedule.parse(s) for s in m.schedules]
+        out.append([None if s is None or s.kind == "constant" else s for s in row])
+    return out
+
+
 class ModuleNet(_Net):
     """Any ``nn.Module`` stacked with ``torch.func`` (see the module docstring).
 
@@ -508,6 +575,16 @@ class ModuleNet(_Net):
             self._has_transpose = False
         self._grad_fn = None
         self._pred_fn = None
+        from droplab.train.schedules import scheduled_layers
+
+        # Members share the module configuration, so one schedule drives the template's layers.
+        self._scheduled = scheduled_layers(template)
+        self.per_step_schedule = any(s.unit == "step" for _, _, s in self._scheduled)
+
+    def update_schedule(self, epoch: int, step: int) -> None:
+        from droplab.train.schedules import apply_schedules
+
+        apply_schedules(self._scheduled, epoch, step)
 
     def init_params(self, members):
         return self._params, self._buffers
@@ -644,6 +721,8 @@ class Population:
     ) -> None:
         if not members:
             raise ConfigError("a population needs at least one member")
+        if members[0].train.rdrop:
+            raise Unstackable("R-Drop (rdrop > 0) trains through the Trainer")
         self.compact = compact
         self.net = net
         self.members = list(members)
@@ -888,7 +967,7 @@ class Population:
 
     def _uniforms(self, batch: int) -> torch.Tensor | None:
         width = self.net.uniform_width
-        if width == 0 or not getattr(self.net, "active", True):
+        if width == 0 or not getattr(self.net, "draws", True):
             return None
         u = torch.empty(len(self.seeds), batch, width, device=self.device)
         for s, g in enumerate(self.mask_gens):
@@ -901,7 +980,11 @@ class Population:
         running = torch.zeros(len(self.rows), device=self.device, dtype=torch.float64)
         per_batch_schedule = cfg.lr_schedule in SCHEDULE_STEPS_PER_BATCH
         sample_steps = 2
+        first_step = self.epoch * self.steps_per_epoch
+        net.update_schedule(self.epoch, first_step)
         for b, idx in enumerate(self._batches()):
+            if b and net.per_step_schedule:
+                net.update_schedule(self.epoch, first_step + b)
             bsz = idx.shape[1]
             if not self._identity:
                 idx = idx.index_select(0, self.seed_index)

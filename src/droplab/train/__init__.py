@@ -22,6 +22,7 @@ from droplab.train.config import (
 )
 from droplab.train.early_stopping import EarlyStopping
 from droplab.train.optim import build_optimizer, build_scheduler
+from droplab.train.schedules import DropoutScheduler
 from droplab.train.trainer import FitResult, Trainer, fit
 
 __all__ = [
@@ -42,4 +43,5 @@ __all__ = [
     "train_run",
     "save_model",
     "load_model",
+    "DropoutScheduler",
 ]

@@ -39,6 +39,8 @@ from torch import nn
 from droplab.errors import ConfigError, DataError, DroplabWarning
 from droplab.regularize import l1_penalty, l2_penalty, max_norm_, weight_parameters
 from droplab.train.callbacks import Callback, Checkpoint
+from droplab.train.rdrop import rdrop_loss
+from droplab.train.schedules import DropoutScheduler, scheduled_layers
 from droplab.train.config import TrainConfig
 from droplab.train.early_stopping import EarlyStopping
 from droplab.train.optim import SCHEDULE_STEPS_PER_BATCH, build_optimizer, build_scheduler
@@ -205,6 +207,8 @@ class Trainer:
                 raise ConfigError(
                     f"callbacks must be droplab.train.Callback objects, got {type(cb).__name__}"
                 )
+        if scheduled_layers(model) and not any(isinstance(cb, DropoutScheduler) for cb in callbacks):
+            callbacks.insert(0, DropoutScheduler())  # the spec schedules a dropout rate
         self.model = model
         self.config = config
         built_es = config.make_early_stopping()
@@ -458,6 +462,7 @@ class Trainer:
         )
         weights = weight_parameters(model) if l1 > 0 or l2 > 0 else []
         concrete = _concrete_regularizer(model)
+        rdrop = cfg.rdrop
         params = [p for p in model.parameters() if p.requires_grad]
         cuda = self.device.type == "cuda"
 
@@ -476,8 +481,11 @@ class Trainer:
                 perm = torch.randperm(n, generator=self._data_gen).to(self.device)
                 for b, idx in enumerate(perm.split(batch_size)):
                     xb, yb = x[idx], y[idx]
-                    loss = loss_fn(model(xb), yb)
-                    total = loss
+                    if rdrop:
+                        loss, total = rdrop_loss(model, xb, yb, rdrop, classification=classification, loss_fn=loss_fn)
+                    else:
+                        loss = loss_fn(model(xb), yb)
+                        total = loss
                     if l1 > 0:
                         total = total + l1_penalty(weights, l1)
                     if l2 > 0:
