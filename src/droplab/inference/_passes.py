@@ -11,18 +11,21 @@ Three ideas, each checked against the plain loop of T full forward passes (``cac
    first dropout layer). The maximal submodules that contain no stochastic layer are memoized
    during pass 0 while no stochastic layer has run yet; later passes get the stored outputs
    back without running them.
-3. **Batched passes.** The remaining passes run ``Tc`` at a time on a stacked batch of
-   ``Tc x B`` rows (``Tc`` set by a memory budget measured in pass 0): the last cached output is
-   repeated ``Tc`` times, every stochastic layer splits its input back into the ``Tc`` passes
-   and draws each slice from that pass's streams, in the pass's own order.
+3. **Batched passes.** The remaining passes run ``Tc`` at a time (``Tc`` set by a memory
+   budget measured in pass 0). The part before the first stochastic layer runs on the chunk's
+   B rows once (cached modules give their stored output back); a stochastic layer that gets
+   those B rows runs them once per pass, each from that pass's streams, and returns ``Tc x B``
+   rows; one that gets ``Tc x B`` rows splits them into the passes. What follows the first
+   stochastic layer (the Linear head of a CNN) runs once on the stacked rows.
 
-Whether the stacked run gives exactly what separate passes give is checked once per call on
-the first chunk (two passes stacked against the same two passes run apart, bitwise, under a
-throw-away seed); if not (a skip connection from an earlier cached output into the stochastic
-part, a layer whose batch axis is not the first, a kernel whose rows depend on the batch size),
-the passes run one at a time, still with the cached prefix where that check passed, else
-without. Unguarded functional dropout (random whatever the flags) and stochastic code in the
-model's own ``forward`` switch both off: where it runs is unknown.
+Whether the stacked run gives exactly what separate passes give is checked once per call and
+chunk size (two passes stacked against the same two passes run apart, bitwise, under a
+throw-away seed); if an earlier cached output is used after the stochastic layer (a skip
+connection), the cached outputs are stacked ``Tc`` times instead and checked again. If neither
+matches (a layer whose batch axis is not the first, a kernel whose rows depend on the batch
+size), the passes run one at a time, still with the cached prefix, else without.
+Unguarded functional dropout (random whatever the flags) and stochastic code in the model's
+own ``forward`` switch both off: where it runs is unknown.
 
 ``mode="function"`` ("sample one function", keras#14172, baal PR #49) draws one mask per pass
 for all test points: an elementwise layer ``f`` is probed once per pass on ``(1, *features)``
@@ -242,9 +245,9 @@ class Executor:
                     raise _Fallback("the prefix called other modules than in pass 0")
                 self.k += 1
                 n = len(self.group) if self.group else 1
-                if n > 1 and (self.stack_all or self.k == len(self.memo)):
+                if n > 1 and self.stack_all:
                     return out.unsqueeze(0).expand(n, *out.shape).reshape(n * out.shape[0], *out.shape[1:])
-                return out.clone()
+                return out.clone()  # a copy: the caller may write into it
             out = orig(*args, **kwargs)
             if self.phase == "record" and self.seen and isinstance(out, Tensor):
                 self.bytes_after += out.numel() * out.element_size()
@@ -264,11 +267,13 @@ class Executor:
                 t = self.group[0] if self.group else self.current
                 out = self._apply(m, orig, t, call, args, kwargs)
             else:
+                # Input of n x B rows: one slice per pass. Input of B rows comes from the
+                # cached prefix (the same in every pass): every pass gets all of it.
                 n = len(self.group)
+                total = n * self.rows
                 x = _first_tensor(args, kwargs)
-                if x is None or x.dim() == 0 or x.shape[0] != n * self.rows:
+                if x is None or x.dim() == 0 or x.shape[0] not in (total, self.rows):
                     raise _Fallback(f"{type(m).__name__} got no batch-first input")
-                total = x.shape[0]
 
                 def part(a: Any, i: int) -> Any:
                     if isinstance(a, Tensor) and a.dim() > 0 and a.shape[0] == total:
@@ -371,13 +376,14 @@ class Executor:
                 with self.rng.use(t):
                     yield self._run(xb, phase="replay", group=[t])
             return
-        per_pass = self.bytes_after + (self.memo[-1][1].numel() * self.memo[-1][1].element_size() if self.memo else xb.numel() * xb.element_size())
+        per_pass = self.bytes_after
+        if self.stack_all:
+            per_pass += sum(out.numel() * out.element_size() for _, out in self.memo)
         size = max(1, min(samples - 1, self.budget // max(1, per_pass)))
-        stacked_input = xb if self.memo else None
         for start in range(1, samples, size):
             group = list(range(start, min(samples, start + size)))
             n = len(group)
-            x_in = stacked_input if stacked_input is not None else xb.repeat(n, *([1] * (xb.dim() - 1)))
+            x_in = xb  # the part before the first stochastic layer runs on B rows, once
             if n == 1:  # a group of one draws as a plain pass does
                 with self.rng.use(group[0]):
                     out = self._run(x_in, phase="replay", group=group)
@@ -400,13 +406,7 @@ class Executor:
                 for t in range(2):
                     with check.use(t):
                         apart.append(self._run(xb, phase="replay", group=[t]))
-                if not self.memo:
-                    # nothing cached: stack the input itself
-                    check2 = PassRNG(self.model, _CHECK_SEED, 2, _device_of(xb))
-                    self.rng = check2
-                    together = self._run(xb.repeat(2, *([1] * (xb.dim() - 1))), phase="replay", group=[0, 1])
-                    return bool(self._same(together, apart)) or "loop"
-                for stack_all in (False, True):
+                for stack_all in (False, True) if self.memo else (False,):
                     self.stack_all = stack_all
                     self.rng = PassRNG(self.model, _CHECK_SEED, 2, _device_of(xb))
                     try:
