@@ -28,3 +28,12 @@ __all__: list[str] = [
     "drop_connect",
     "concrete_dropout",
 ]
+# --- implicit ensembles (functional/ensembles.py): Masksembles, BatchEnsemble ---
+from droplab.functional.ensembles import (  # noqa: E402
+    batch_ensemble_conv2d,
+    batch_ensemble_linear,
+    masksembles,
+    masksembles_masks,
+)
+
+__all__ += ["masksembles_masks", "masksembles", "batch_ensemble_linear", "batch_ensemble_conv2d"]

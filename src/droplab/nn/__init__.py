@@ -31,3 +31,7 @@ __all__ = [
     "DropConnect",
     "ConcreteDropout",
 ]
+# --- implicit ensembles (nn/ensembles.py): Masksembles, BatchEnsemble ---
+from droplab.nn.ensembles import BatchEnsembleConv2d, BatchEnsembleLinear, Masksembles  # noqa: E402
+
+__all__ += ["Masksembles", "BatchEnsembleLinear", "BatchEnsembleConv2d"]
