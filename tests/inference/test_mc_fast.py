@@ -171,3 +171,12 @@ def test_function_mode_refuses_layers_that_are_not_elementwise():
         mc_predict(model, torch.randn(5, 4), 3, mode="functions")
     with pytest.raises(ConfigError, match="memory_budget"):
         mc_predict(model, torch.randn(5, 4), 3, memory_budget=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("mode", ["example", "function"])
+def test_cached_is_the_plain_loop_on_cuda(mode):
+    model = _seeded(_cnn).cuda()
+    x = _seeded(lambda: torch.randn(37, 1, 28, 28), 1)
+    kw = dict(samples=8, seed=3, batch_size=16, mode=mode, draws=True)
+    _same(mc_predict(model, x, **kw), mc_predict(model, x, cache=False, **kw))
