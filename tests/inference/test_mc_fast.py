@@ -70,6 +70,19 @@ class _Guarded(nn.Module):
         return self.head(F.dropout(self.body(x).relu(), 0.4, self.training))
 
 
+class _InPlace(nn.Module):
+    """Writes into a cached output at the root: the cache must notice and stand down."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.drop, self.head = nn.Linear(6, 10), nn.Dropout(0.5), nn.Linear(10, 3)
+
+    def forward(self, x):
+        h = self.a(x)
+        h.mul_(2)
+        return self.head(self.drop(h))
+
+
 MODELS = {
     "cnn": (_cnn, (37, 1, 28, 28)),
     "custom": (lambda: _Custom(), (45, 6)),
@@ -77,6 +90,8 @@ MODELS = {
     "own_generator": (lambda: _Custom(generator=torch.Generator().manual_seed(3)), (45, 6)),
     "input_dropout": (lambda: nn.Sequential(nn.Dropout(0.2), nn.Linear(6, 8), nn.ReLU(), dn.GaussianDropout(0.3), nn.Linear(8, 3)), (45, 6)),
     "guarded_functional": (lambda: _Guarded(), (45, 6)),
+    "inplace": (lambda: _InPlace(), (45, 6)),
+    "inplace_dropout": (lambda: nn.Sequential(nn.Linear(6, 8), nn.Dropout(0.5, inplace=True), nn.Linear(8, 3)), (45, 6)),
 }
 
 
@@ -104,6 +119,7 @@ def test_what_is_cached():
     assert mc_predict(_seeded(_Custom), torch.randn(10, 6), 4, seed=0).cached == ("a", "b")
     # the skip connection needs every cached output stacked: still cached, verified
     assert mc_predict(_seeded(lambda: _Custom(True)), torch.randn(10, 6), 4, seed=0).cached == ("a", "b")
+    assert mc_predict(_seeded(_InPlace), torch.randn(10, 6), 4, seed=0).cached == ()
     first = nn.Sequential(nn.Dropout(0.2), nn.Linear(6, 3))
     assert mc_predict(first, torch.randn(10, 6), 4, seed=0).cached == ()
     # without the probe an unguarded random call could hide in the prefix: nothing is cached

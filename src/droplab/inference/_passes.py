@@ -173,6 +173,7 @@ class Executor:
         self.phase = "off"  # off | record | replay
         self.seen = False
         self.memo: list[tuple[nn.Module, Tensor]] = []
+        self.versions: list[int] = []
         self.k = 0
         self.group: list[int] | None = None
         self.current = 0
@@ -247,7 +248,7 @@ class Executor:
                 n = len(self.group) if self.group else 1
                 if n > 1 and self.stack_all:
                     return out.unsqueeze(0).expand(n, *out.shape).reshape(n * out.shape[0], *out.shape[1:])
-                return out.clone()  # a copy: the caller may write into it
+                return out  # no copy: writes into it are caught by its version counter
             out = orig(*args, **kwargs)
             if self.phase == "record" and self.seen and isinstance(out, Tensor):
                 self.bytes_after += out.numel() * out.element_size()
@@ -327,7 +328,7 @@ class Executor:
         snap = self.rng.snapshot()
         probe = torch.rand(shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
         probe = probe.to(device=x.device, dtype=x.dtype) * 4 - 2
-        y_r = orig(probe)
+        y_r = orig(probe.clone())  # the layer may work in place
         self.rng.restore(snap)
         y_0 = orig(torch.zeros(shape, dtype=x.dtype, device=x.device))
         self.rng.restore(snap)
@@ -363,6 +364,7 @@ class Executor:
         self.memo, self.bytes_after = [], 0
         with self.rng.use(0):
             yield self._run(xb, phase="record", group=None, current=0)
+        self.versions = [out._version for _, out in self.memo]
         if self.rows not in self.checked:  # once per chunk size: kernels may differ by size
             self.checked[self.rows] = self._verify(xb)
         self.verified = self.checked[self.rows]
@@ -375,6 +377,7 @@ class Executor:
             for t in range(1, samples):
                 with self.rng.use(t):
                     yield self._run(xb, phase="replay", group=[t])
+                self._check_versions()
             return
         per_pass = self.bytes_after
         if self.stack_all:
@@ -391,6 +394,7 @@ class Executor:
                 out = self._run(x_in, phase="replay", group=group)
             if out.shape[0] != n * self.rows:
                 raise _Fallback("the stacked output lost its pass axis")  # verified; a bug if met
+            self._check_versions()
             yield from out.reshape(n, self.rows, *out.shape[1:]).unbind(0)
 
     def _verify(self, xb: Tensor) -> bool | str:
@@ -406,6 +410,8 @@ class Executor:
                 for t in range(2):
                     with check.use(t):
                         apart.append(self._run(xb, phase="replay", group=[t]))
+                if not self._intact():
+                    return False  # the model writes into cached outputs: cache nothing
                 for stack_all in (False, True) if self.memo else (False,):
                     self.stack_all = stack_all
                     self.rng = PassRNG(self.model, _CHECK_SEED, 2, _device_of(xb))
@@ -415,6 +421,8 @@ class Executor:
                         continue
                     except (RuntimeError, DataError):  # shapes of an unstacked skip connection
                         continue
+                    if not self._intact():
+                        return False  # the model writes into cached outputs: cache nothing
                     if self._same(together, apart):
                         return True
                 self.stack_all = False
@@ -423,6 +431,13 @@ class Executor:
             return False
         finally:
             self.rng, self.mode, self.coef = saved_rng, saved_mode, saved_coef
+
+    def _intact(self) -> bool:
+        return [out._version for _, out in self.memo] == self.versions
+
+    def _check_versions(self) -> None:
+        if not self._intact():  # the same code wrote into a cached output when checked: a bug
+            raise RuntimeError("mc_predict: a cached output was modified in place after the check")
 
     def _same(self, together: Tensor, apart: list[Tensor]) -> bool:
         if not isinstance(together, Tensor) or together.shape[0] != 2 * self.rows:
