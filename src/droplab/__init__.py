@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 # Inference entry points (droplab.inference), imported on first use so that `import droplab`
 # (and building the CLI parser) does not import torch.
 _LAZY = {"mc_predict": "droplab.inference", "mc_mode": "droplab.inference", "audit": "droplab.inference"}
+_LAZY["ensemble"] = "droplab.sweep.ensemble"  # deep ensembles trained as one population
 
 
 def __getattr__(name: str):  # PEP 562
@@ -31,4 +32,5 @@ __all__ = [
     "mc_predict",
     "mc_mode",
     "audit",
+    "ensemble",
 ]

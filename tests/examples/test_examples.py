@@ -163,3 +163,20 @@ def test_an_example_runs_as_a_script():
     )
     assert proc.returncode == 0, proc.stderr
     assert "--text FILE" in proc.stdout and "--quick" in proc.stdout
+
+
+def test_uncertainty_fashion_quick(capsys):
+    from droplab.data.fashion import find_fashion_mnist
+    from droplab.data.sources import default_cache_dir
+
+    if find_fashion_mnist(None, default_cache_dir()) is None:
+        pytest.skip("Fashion-MNIST idx files are not installed (Debian package dataset-fashion-mnist)")
+    out = _run(capsys, "uncertainty_fashion")
+    line = _comparison(out)
+    for name in ("MC dropout", "deep ensemble", "Masksembles", "BatchEnsemble"):
+        assert name in line
+    for claim in ("claim 1a", "claim 1b", "claim 2", "claim 3"):
+        verdicts = [ln for ln in out.splitlines() if ln.startswith(claim)]
+        assert len(verdicts) == 1 and verdicts[0].endswith(("-> holds", "-> does not hold", "-> no clear difference"))
+    for value in re.findall(r"AUROC ([\d.]+)", line):
+        assert 0.0 <= float(value) <= 1.0

@@ -343,3 +343,48 @@ def test_numpy_scalar_rate_is_accepted(factory, monkeypatch):
     assert isinstance(rate, float) and rate == pytest.approx(0.3)
     out = case.pick(case.layer.train()(*case.inputs))
     assert out.shape == case.eval_output.shape
+
+
+# -- Implicit-ensemble layers (Masksembles, BatchEnsemble) ----------------------------------------
+# They are exported from droplab.nn but are not StochasticLayers, so the checks above do not
+# iterate them. Rules that do apply: the docstring has Shape and Example (checked for every
+# export above too), the repr shows every argument that changes behaviour, the randomness of
+# construction comes only from the given generator, a forward keeps the batch (and, for
+# Masksembles, the whole shape). Rules that do NOT apply, and why:
+# - identity in eval mode: they are ensembles at inference (the masks / fast weights are the
+#   members), not training-only noise; eval and train give the same output (checked here);
+# - ``p=`` in the repr: there is no drop probability; Masksembles shows ``scale`` and ``kept``;
+# - declared mean preservation: nothing is drawn per forward, so there is no expectation to match.
+ENSEMBLE_LAYERS = {
+    "Masksembles": (lambda g: dn.Masksembles(16, 4, 2.0, generator=g), (8, 16, 3), ("scale=", "members=")),
+    "BatchEnsembleLinear": (lambda g: dn.BatchEnsembleLinear(6, 5, 4, generator=g), (8, 6), ("members=", "init=")),
+    "BatchEnsembleConv2d": (
+        lambda g: dn.BatchEnsembleConv2d(2, 3, 3, 2, padding=1, generator=g), (4, 2, 5, 6), ("members=", "padding="),
+    ),
+}
+
+
+def test_every_exported_ensemble_layer_is_registered():
+    exported = [
+        n for n in dn.__all__
+        if inspect.isclass(obj := getattr(dn, n)) and getattr(obj, "splits_batch_into_members", False)
+    ]
+    assert sorted(exported) == sorted(ENSEMBLE_LAYERS)
+
+
+@pytest.mark.parametrize("name", list(ENSEMBLE_LAYERS))
+def test_ensemble_layer_conformance(name):
+    factory, shape, shown = ENSEMBLE_LAYERS[name]
+    state = torch.get_rng_state()
+    a, b = factory(torch.Generator().manual_seed(5)), factory(torch.Generator().manual_seed(5))
+    c = factory(torch.Generator().manual_seed(6))
+    assert torch.equal(torch.get_rng_state(), state), "construction consumed the global RNG"
+    x = _seeded(lambda: torch.randn(shape))
+    with torch.no_grad():
+        out_a, out_b, out_c = a.train()(x), b(x), c(x)
+        assert torch.equal(out_a, a.eval()(x))  # the same in train and eval mode
+    assert torch.equal(out_a, out_b) and not torch.equal(out_a, out_c)
+    assert out_a.shape[0] == shape[0]
+    if name == "Masksembles":
+        assert out_a.shape == x.shape
+    assert all(s in repr(a) for s in shown)

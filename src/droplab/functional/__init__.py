@@ -34,3 +34,12 @@ __all__: list[str] = [
 from droplab.functional.unit import feature_alpha_dropout, gaussian_noise  # noqa: E402
 
 __all__ += ["feature_alpha_dropout", "gaussian_noise"]
+# --- implicit ensembles (functional/ensembles.py): Masksembles, BatchEnsemble ---
+from droplab.functional.ensembles import (  # noqa: E402
+    batch_ensemble_conv2d,
+    batch_ensemble_linear,
+    masksembles,
+    masksembles_masks,
+)
+
+__all__ += ["masksembles_masks", "masksembles", "batch_ensemble_linear", "batch_ensemble_conv2d"]

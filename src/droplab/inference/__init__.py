@@ -7,6 +7,8 @@
 - :func:`ece`, :func:`nll`, :func:`brier`, :func:`fit_temperature`, :func:`calibration_report`
   -- calibration before and after temperature scaling.
 - :func:`accuracy_under_noise`, :func:`corrupt_inputs` -- robustness to input noise.
+- :func:`member_outputs`, :func:`member_count` -- the members of ensembles by construction (deep
+  ensembles, Masksembles, BatchEnsemble), which :func:`mc_predict` also accepts.
 """
 
 from droplab.inference.audit import (
@@ -30,6 +32,7 @@ from droplab.inference.calibration import (
 )
 from droplab.inference.mc import MCResult, mc_mode, mc_predict, mc_vs_weight_scaling, predict
 from droplab.inference.robustness import NOISE_KINDS, accuracy_under_noise, corrupt_inputs
+from droplab.inference.members import member_count, member_outputs
 
 __all__ = [
     "mc_predict",
@@ -55,4 +58,6 @@ __all__ = [
     "accuracy_under_noise",
     "corrupt_inputs",
     "NOISE_KINDS",
+    "member_outputs",
+    "member_count",
 ]

@@ -55,7 +55,7 @@ from droplab.inference.audit import _cuda_devices, find_guarded_functional, stoc
 from droplab.nn import StochasticLayer
 from droplab.stats import mean_ci
 
-__all__ = ["MCResult", "mc_mode", "mc_predict", "predict", "mc_vs_weight_scaling", "TASKS"]
+__all__ = ["MCResult", "mc_mode", "mc_predict", "predict", "mc_vs_weight_scaling", "TASKS", "MODES"]
 
 #: What the model's output means: logits of classes, or real-valued predictions.
 TASKS: tuple[str, ...] = ("classification", "regression")
@@ -107,9 +107,13 @@ def _resolve_include(model: nn.Module, include: Iterable[Any]) -> list[nn.Module
 
 @contextmanager
 def _mc_context(
-    model: nn.Module, include: Iterable[Any], example_input: Any
+    model: nn.Module, include: Iterable[Any], example_input: Any, info: dict | None = None
 ) -> Iterator[tuple[tuple[str, ...], bool]]:
-    """:func:`mc_mode`'s body; also yields whether anything stochastic runs at all."""
+    """:func:`mc_mode`'s body; also yields whether anything stochastic runs at all.
+
+    ``info``, if given, receives ``"stochastic"`` (the modules whose own draws make a pass
+    random) and ``"random_anyway"`` (a random operation that follows no flag was met).
+    """
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     flags = {m: m.training for m in model.modules()}
@@ -119,6 +123,7 @@ def _mc_context(
         chosen = [m for m in model.modules() if stochastic_kind(m) is not None]
         stochastic = bool(chosen) or bool(extra)
         chosen += [m for m in model.modules() if isinstance(m, _FASTPATH)]
+        random_anyway = False
         if example_input is not None:
             found, notes, random_anyway = find_guarded_functional(model, example_input)
             for note in notes:
@@ -127,6 +132,13 @@ def _mc_context(
             stochastic = stochastic or bool(found) or random_anyway
         else:
             stochastic = True  # unknown without a probe: do not claim otherwise
+        if info is not None:
+            seen: set[int] = set()
+            info["stochastic"] = [
+                m for m in chosen + extra
+                if not isinstance(m, _FASTPATH) and not (id(m) in seen or seen.add(id(m)))
+            ]
+            info["random_anyway"] = example_input is None or random_anyway
         yield _apply(model, chosen + extra), stochastic
     finally:
         for module, flag in flags.items():
@@ -236,15 +248,16 @@ def _seeded(model: nn.Module, seed: int | None) -> Iterator[None]:
                 m.generator = g
 
 
-def _forward(model: nn.Module, xb: Tensor, task: str) -> Tensor:
+def _forward(model: nn.Module, xb: Tensor, task: str, rows: int | None = None) -> Tensor:
     out = model(xb)
+    rows = xb.shape[0] if rows is None else rows  # stacked passes: passes x batch rows
     if not isinstance(out, Tensor):
         raise DataError(
             f"the model must return one tensor of predictions, got {type(out).__name__}"
         )
-    if out.shape[:1] != xb.shape[:1]:
+    if out.shape[:1] != (rows,):
         raise DataError(
-            f"the model's output must start with the batch axis ({xb.shape[0]}), "
+            f"the model's output must start with the batch axis ({rows}), "
             f"got shape {tuple(out.shape)}"
         )
     if task == "classification" and out.dim() != 2:
@@ -286,6 +299,11 @@ class MCResult:
         mutual_information: ``predictive_entropy - expected_entropy`` (epistemic part; BALD,
             Houlsby et al. 2011, arXiv:1112.5745), ``(N,)``; ``None`` for regression.
         switched: the modules that were in training mode during the passes.
+        draws: with ``draws=True``, every pass's prediction ``(T, N, C)`` (class probabilities)
+            or ``(T, *output)`` (regression); else ``None``.
+        cached: the submodules computed once per chunk instead of once per pass (the
+            deterministic prefix); empty when the passes ran in full.
+        mode: ``"example"`` (a mask per example and pass) or ``"function"`` (a mask per pass).
 
     Tensors are float32 on the CPU (accumulated in float64).
     """
@@ -298,6 +316,9 @@ class MCResult:
     expected_entropy: Tensor | None
     mutual_information: Tensor | None
     switched: tuple[str, ...] = ()
+    draws: Tensor | None = None
+    cached: tuple[str, ...] = ()
+    mode: str = "example"
 
     @property
     def probs(self) -> Tensor:
@@ -315,6 +336,11 @@ def _entropy(p: Tensor) -> Tensor:
     return -torch.special.xlogy(p, p).sum(dim=-1)
 
 
+#: How masks are shared in :func:`mc_predict`: one per example and pass, or one per pass.
+MODES: tuple[str, ...] = ("example", "function")
+_DEFAULT_BUDGET = 256 << 20
+
+
 def mc_predict(
     model: nn.Module,
     inputs: Tensor,
@@ -326,6 +352,10 @@ def mc_predict(
     task: str = "classification",
     include: Iterable[Any] = (),
     detect: bool = True,
+    mode: str = "example",
+    cache: bool = True,
+    memory_budget: int = _DEFAULT_BUDGET,
+    draws: bool = False,
 ) -> MCResult:
     """Monte Carlo dropout: average ``samples`` stochastic passes, with their uncertainty.
 
@@ -336,9 +366,19 @@ def mc_predict(
     its running statistics untouched) and ``torch.no_grad``; all modes are restored afterwards.
 
     Inputs are processed ``batch_size`` examples at a time, each chunk through all ``samples``
-    passes, with running moments (Welford) in float64: memory is one chunk's activations plus
-    ``O(N x C)`` results, never ``(samples, N, C)``. Masks shared across a batch (DropConnect,
-    WeightDrop) are drawn once per pass per chunk, as in training.
+    passes, with running moments (Welford) in float64. With ``cache=True`` (default) the
+    deterministic part of the network before its first stochastic operation runs once per
+    chunk, not once per pass (as in baal, PR #254), and the remaining passes run stacked,
+    ``Tc`` at a time, ``Tc`` chosen so that one stacked pass stays within ``memory_budget``
+    bytes (measured on the first pass). With a seed, every pass draws from its own random
+    streams, so the result is bitwise identical to ``cache=False`` (the plain loop of T
+    forward passes); where stacking would change a bit (checked once per call) the passes run
+    one at a time. See :mod:`droplab.inference._passes` for the rules.
+
+    Models that are ensembles by construction take another route through the same result:
+    see :func:`droplab.inference.members.member_outputs` (a deep ensemble from
+    :func:`droplab.ensemble`, a model with Masksembles or BatchEnsemble layers); there the
+    "passes" are the M members and ``samples`` is ignored.
 
     Args:
         model: the trained network; for classification it returns logits ``(N, C)``.
@@ -347,15 +387,25 @@ def mc_predict(
         batch_size: examples per forward pass (default 1024).
         seed: if given, every draw comes from this seed, inside ``torch.random.fork_rng``: the
             caller's global RNG state is the same afterwards, and the same seed (with the same
-            ``batch_size``) gives bitwise identical results. droplab layers with their own
-            generator use a temporary one seeded with ``seed``. Default ``None``: the usual
-            generators, advanced as a training pass would.
+            ``batch_size``) gives bitwise identical results, with or without ``cache``. Pass
+            ``t`` draws from streams seeded from ``(seed, t)``; droplab layers with their own
+            generator use a per-pass one. Default ``None``: the usual generators, advanced as
+            training passes would.
         generator: alternatively, a ``torch.Generator`` to draw that seed from (it advances
             once). Give at most one of ``seed`` and ``generator``.
         task: ``"classification"`` (default; softmax of the outputs) or ``"regression"``.
         include: extra modules whose ``training`` flag to set (see :func:`mc_mode`).
         detect: probe the first chunk for modules whose functional dropout follows their own
             ``training`` flag and switch those on too (default True; see :func:`mc_mode`).
+            Without the probe, ``cache`` is not used (an unguarded random call could hide in
+            the prefix).
+        mode: ``"example"`` (default: each example gets its own mask in each pass) or
+            ``"function"`` (one mask per pass, shared by every input: each pass is one sampled
+            network evaluated on the whole set; keras#14172). Element-wise layers and
+            DropConnect/WeightDrop support it; others raise :class:`ConfigError`.
+        cache: compute the deterministic prefix once and stack the passes (default True).
+        memory_budget: bytes one stacked group of passes may use (default 256 MiB).
+        draws: keep every pass's prediction in :attr:`MCResult.draws` (default False).
 
     Returns:
         An :class:`MCResult`.
@@ -369,19 +419,30 @@ def mc_predict(
         >>> result = mc_predict(model, torch.randn(16, 8), samples=20, seed=0)
         >>> result.probs.shape, result.mutual_information.shape
         (torch.Size([16, 3]), torch.Size([16]))
+        >>> result.cached
+        ('0', '1')
     """
+    from droplab.inference import _passes
+
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     inputs = _check_inputs(inputs)
     samples = check_positive_int("samples", samples)
     batch_size = check_positive_int("batch_size", batch_size)
+    memory_budget = check_positive_int("memory_budget", memory_budget)
     check_choice("task", task, TASKS)
+    check_choice("mode", mode, MODES)
     seed = _resolve_seed(seed, generator)
+    from droplab.inference.members import member_outputs, _is_member_model
+
+    if _is_member_model(model):
+        return _member_result(model, inputs, batch_size, task, draws, member_outputs)
     device = _device(model, inputs)
     example = _probe_input(inputs, batch_size, device) if detect else None
     classify = task == "classification"
-    parts: dict[str, list[Tensor]] = {"mean": [], "var": [], "pe": [], "ee": []}
-    with torch.no_grad(), _mc_context(model, include, example) as (switched, stochastic):
+    parts: dict[str, list[Tensor]] = {"mean": [], "var": [], "pe": [], "ee": [], "draws": []}
+    info: dict[str, Any] = {}
+    with torch.no_grad(), _mc_context(model, include, example, info) as (switched, stochastic):
         if not stochastic:
             warnings.warn(
                 "mc_predict found nothing stochastic it could switch on (no dropout-family "
@@ -390,15 +451,26 @@ def mc_predict(
                 DroplabWarning,
                 stacklevel=2,
             )
-        with _seeded(model, seed):
+        rng = _passes.PassRNG(model, seed, samples, device)
+        runner = _passes.Executor(
+            model, info["stochastic"], rng, mode=mode,
+            cache=cache and not info["random_anyway"], budget=memory_budget,
+            forward=lambda xb, rows: _forward(model, xb, task, rows),
+        )
+        with rng.session(), runner.installed():
             for xb in _chunks(inputs, batch_size, device):
-                first = _forward(model, xb, task).double()
-                value = torch.softmax(first, dim=-1) if classify else first
-                mean, m2 = value.clone(), torch.zeros_like(value)
-                ent = _entropy(value) if classify else None
-                for t in range(1, samples):
-                    out = _forward(model, xb, task).double()
-                    value = torch.softmax(out, dim=-1) if classify else out
+                mean = m2 = ent = None
+                kept = []
+                for t, out in enumerate(runner.passes(xb, samples)):
+                    value = out.double()
+                    if classify:
+                        value = torch.softmax(value, dim=-1)
+                    if draws:
+                        kept.append(value.float().cpu())
+                    if mean is None:
+                        mean, m2 = value.clone(), torch.zeros_like(value)
+                        ent = _entropy(value) if classify else None
+                        continue
                     delta = value - mean  # Welford's running mean and sum of squares
                     mean += delta / (t + 1)
                     m2 += delta * (value - mean)
@@ -406,20 +478,56 @@ def mc_predict(
                         ent += _entropy(value)
                 parts["mean"].append(mean.cpu())
                 parts["var"].append((m2 / samples).clamp_min_(0.0).cpu())
+                if draws:
+                    parts["draws"].append(torch.stack(kept))
                 if ent is not None:
                     parts["pe"].append(_entropy(mean).cpu())
                     parts["ee"].append((ent / samples).cpu())
+    return _result(
+        task, samples, parts, switched=switched, cached=runner.cached_names, mode=mode
+    )
+
+
+def _result(task: str, samples: int, parts: dict[str, list[Tensor]], **extra: Any) -> MCResult:
     mean, var = torch.cat(parts["mean"]), torch.cat(parts["var"])
     pe = ee = mi = None
-    if classify:
+    if task == "classification":
         pe64, ee64 = torch.cat(parts["pe"]), torch.cat(parts["ee"])
         # Jensen: H[mean] >= mean H, so MI >= 0 up to rounding; clamp the rounding away.
         mi = (pe64 - ee64).clamp_min(0.0).float()
         pe, ee = pe64.float(), ee64.float()
+    kept = torch.cat(parts["draws"], dim=1) if parts.get("draws") else None
     return MCResult(
         task=task, samples=samples, mean=mean.float(), variance=var.float(),
-        predictive_entropy=pe, expected_entropy=ee, mutual_information=mi, switched=switched,
+        predictive_entropy=pe, expected_entropy=ee, mutual_information=mi, draws=kept, **extra,
     )
+
+
+def _member_result(
+    model: nn.Module, inputs: Tensor, batch_size: int, task: str, draws: bool, member_outputs: Any
+) -> MCResult:
+    """The moments of an ensemble's M member predictions (see :func:`mc_predict`)."""
+    classify = task == "classification"
+    parts: dict[str, list[Tensor]] = {"mean": [], "var": [], "pe": [], "ee": [], "draws": []}
+    members = 0
+    for start in range(0, inputs.shape[0], batch_size):
+        out = member_outputs(model, inputs[start : start + batch_size]).double()  # (M, B, ...)
+        members = out.shape[0]
+        if classify:
+            if out.dim() != 3:
+                raise DataError(
+                    f"classification expects member logits of shape (M, N, C), got {tuple(out.shape)}"
+                )
+            out = torch.softmax(out, dim=-1)
+        mean = out.mean(0)
+        parts["mean"].append(mean.cpu())
+        parts["var"].append(out.var(0, unbiased=False).cpu())
+        if draws:
+            parts["draws"].append(out.float().cpu())
+        if classify:
+            parts["pe"].append(_entropy(mean).cpu())
+            parts["ee"].append(_entropy(out).mean(0).cpu())
+    return _result(task, members, parts, mode="members")
 
 
 def predict(model: nn.Module, inputs: Tensor, *, batch_size: int = 1024) -> Tensor:

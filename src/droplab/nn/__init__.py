@@ -39,3 +39,7 @@ __all__ = [
 from droplab.nn.dropout import FeatureAlphaDropout, GaussianNoise  # noqa: E402
 
 __all__ += ["FeatureAlphaDropout", "GaussianNoise"]
+# --- implicit ensembles (nn/ensembles.py): Masksembles, BatchEnsemble ---
+from droplab.nn.ensembles import BatchEnsembleConv2d, BatchEnsembleLinear, Masksembles  # noqa: E402
+
+__all__ += ["Masksembles", "BatchEnsembleLinear", "BatchEnsembleConv2d"]

@@ -74,6 +74,7 @@ from droplab.train.config import TrainConfig
 from droplab.train.optim import SCHEDULE_STEPS_PER_BATCH, build_scheduler
 
 __all__ = [
+    "gaussian_nll",
     "Member",
     "MLPNet",
     "ModuleNet",
@@ -200,9 +201,51 @@ _ACTS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
+#: Variance floor of the Gaussian head (Lakshminarayanan et al. 2017 add 1e-6 to the softplus).
+GAUSSIAN_MIN_VAR = 1e-6
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def gaussian_nll(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Elementwise Gaussian negative log-likelihood of a mean/variance head, in nats.
+
+    Task ``"gaussian"`` (Lakshminarayanan, Pritzel, Blundell, "Simple and Scalable Predictive
+    Uncertainty Estimation using Deep Ensembles", NeurIPS 2017, arXiv:1612.01474): the last
+    axis of ``out`` holds ``D`` means then ``D`` raw variances, ``var = softplus(raw) + 1e-6``;
+    ``nll = 0.5 log(2 pi var) + (y - mean)^2 / (2 var)``.
+
+    Args:
+        out: ``(..., 2 D)``. y: ``(..., D)``.
+
+    Returns:
+        ``(..., D)``.
+
+    Example:
+        >>> float(gaussian_nll(torch.tensor([[0.0, 20.0]]), torch.tensor([[0.0]]))[0, 0])  # doctest: +ELLIPSIS
+        2.4...
+    """
+    d = y.shape[-1]
+    if out.shape[-1] != 2 * d:
+        raise DataError(
+            f"a Gaussian head needs 2 x {d} outputs (means, then raw variances), got {out.shape[-1]}"
+        )
+    mean, var = out[..., :d], F.softplus(out[..., d:]) + GAUSSIAN_MIN_VAR
+    return 0.5 * var.log() + (y - mean).pow(2) / (2 * var) + _HALF_LOG_2PI
+
+
 def _loss_and_grad_out(out: torch.Tensor, y: torch.Tensor, task: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-member mean loss (K,) and its gradient w.r.t. ``out`` (K, B, C), no autograd."""
     batch = out.shape[1]
+    if task == "gaussian":
+        d = y.shape[2]
+        losses = gaussian_nll(out, y).mean((1, 2))
+        mean, raw = out[..., :d], out[..., d:]
+        var = F.softplus(raw) + GAUSSIAN_MIN_VAR
+        diff = mean - y
+        scale = 1.0 / (batch * d)
+        d_mean = diff / var * scale
+        d_raw = 0.5 * (1 / var - diff.pow(2) / var.pow(2)) * torch.sigmoid(raw) * scale
+        return losses, torch.cat([d_mean, d_raw], dim=2)
     if task == "classification":
         logp = torch.log_softmax(out, dim=2)
         losses = -logp.gather(2, y.unsqueeze(2)).squeeze(2).mean(1)
@@ -215,6 +258,8 @@ def _loss_and_grad_out(out: torch.Tensor, y: torch.Tensor, task: str) -> tuple[t
 
 
 def _loss_per_member(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
+    if task == "gaussian":
+        return gaussian_nll(out, y).mean((1, 2))
     if task == "classification":
         return F.cross_entropy(out.transpose(1, 2), y, reduction="none").mean(1)
     return (out - y).pow(2).mean((1, 2))
@@ -604,6 +649,8 @@ class ModuleNet(_Net):
                 out = functional_call(template, (p, b), (x,))
                 if task == "classification":
                     return F.cross_entropy(out, y)
+                if task == "gaussian":
+                    return gaussian_nll(out, y).mean()
                 return F.mse_loss(out, y)
 
             def grad_cls(p, b, x, y):
@@ -612,9 +659,13 @@ class ModuleNet(_Net):
             def grad_reg(p, b, x, y):
                 return grad_and_value(loss)(p, b, x, y, "regression")
 
+            def grad_gauss(p, b, x, y):
+                return grad_and_value(loss)(p, b, x, y, "gaussian")
+
             self._grad_fn = {
                 "classification": vmap(grad_cls, randomness="different"),
                 "regression": vmap(grad_reg, randomness="different"),
+                "gaussian": vmap(grad_gauss, randomness="different"),
             }
             self._pred_fn = vmap(
                 lambda p, b, x: functional_call(template, (p, b), (x,)),
@@ -688,7 +739,9 @@ class Population:
         net: an :class:`MLPNet` or :class:`ModuleNet` for these members.
         members: the members (configuration, seed, training configuration).
         data: ``(x_train, y_train, x_val, y_val)`` tensors.
-        task: ``"classification"`` or ``"regression"``.
+        task: ``"classification"``, ``"regression"`` (mean squared error) or ``"gaussian"``
+            (a mean/variance head trained on the Gaussian NLL, :func:`gaussian_nll`; the
+            network outputs ``2 D`` columns for ``D`` targets).
         device: torch device. Default CPU.
         compact: at the end of an epoch in which members stopped (early stopping,
             divergence), drop them from the stacked tensors so that they cost nothing more
@@ -747,7 +800,7 @@ class Population:
             self.y, self.yv = self.y.long(), self.yv.long()
         else:
             self.y = self.y.float().reshape(len(self.y), -1)
-            self.yv = self.yv.float().reshape(len(self.yv), -1)
+            self.yv = self.yv.float().reshape(len(self.yv), self.y.shape[1])  # also when empty
         if isinstance(net, MLPNet):
             net.to(self.device)
         params, buffers = net.init_params(self.members)
@@ -760,6 +813,9 @@ class Population:
             self.data_gens.append(torch.Generator().manual_seed(s))
             self.mask_gens.append(torch.Generator(device=self.device).manual_seed(_derive_seed(s, _MASK_STREAM)))
         self.rng_state = self._seeded_rng_state()
+        # (seeds, n) training-row indices per seed (bootstrap resamples), or None: every seed
+        # trains on the data as given. Set before the first epoch (see droplab.ensemble).
+        self.resample: torch.Tensor | None = None
         self.n = len(self.x)
         self.steps_per_epoch = math.ceil(self.n / self.cfg.batch_size)
         # Members whose parameters are rows of the stacked tensors, in row order: every member
@@ -963,6 +1019,8 @@ class Population:
         """Per-batch index tensors (S, B_b): one permutation per seed, like the Trainer's."""
         perms = [torch.randperm(self.n, generator=g).to(self.device) for g in self.data_gens]
         perm = torch.stack(perms)
+        if self.resample is not None:  # each seed trains on its own resample of the data
+            perm = self.resample.gather(1, perm)
         return list(perm.split(self.cfg.batch_size, dim=1))
 
     def _uniforms(self, batch: int) -> torch.Tensor | None:
@@ -1054,6 +1112,7 @@ class Population:
             y = y.float().reshape(len(y), -1)
         total = torch.zeros(k, dtype=torch.float64, device=self.device)
         correct = torch.zeros(k, dtype=torch.long, device=self.device)
+        sq = torch.zeros(k, dtype=torch.float64, device=self.device)  # gaussian: the mean's error
         step = self.cfg.eval_batch_size
         if isinstance(self.net, MLPNet) and self.device.type == "cpu":
             # A chunk's activations (k, rows, widest) beyond a few MiB are fresh pages at every
@@ -1068,11 +1127,17 @@ class Population:
                     out.transpose(1, 2), yb.expand(k, -1), reduction="none"
                 ).sum(1, dtype=torch.float64)
                 correct += (out.argmax(dim=2) == yb).sum(1)
+            elif self.task == "gaussian":
+                d = yb.shape[1]
+                total += gaussian_nll(out, yb).sum((1, 2), dtype=torch.float64) / d
+                sq += (out[..., :d] - yb).pow(2).sum((1, 2), dtype=torch.float64) / d
             else:
                 total += (out - yb).pow(2).sum((1, 2), dtype=torch.float64) / yb.shape[1]
         loss = (total / len(x)).tolist()
         if self.task == "classification":
             return {"loss": loss, "acc": (correct.double() / len(x)).tolist()}
+        if self.task == "gaussian":
+            return {"loss": loss, "rmse": (sq / len(x)).sqrt().tolist()}
         return {"loss": loss, "rmse": [math.sqrt(v) if v >= 0 else math.nan for v in loss]}
 
     def evaluate_members(self, indices: Sequence[int], x: torch.Tensor, y: torch.Tensor) -> dict[str, list[float]]:
