@@ -29,6 +29,7 @@ extensions = [
     "sphinx_gallery.gen_gallery",
     "droplab_api",
     "droplab_findings",
+    "droplab_gallery",
 ]
 
 # No math markup anywhere: Sphinx would add MathJax from a CDN to such a page, and the site is
@@ -74,6 +75,7 @@ sphinx_gallery_conf = {
     "within_subsection_order": "FileNameSortKey",
     "image_scrapers": ("matplotlib", "droplab_gallery.figure_scraper"),
     "reset_modules": ("matplotlib", "droplab_gallery.reset"),
+    "reset_modules_order": "both",
     "abort_on_example_error": True,
     "download_all_examples": False,
     "show_signature": False,
