@@ -71,7 +71,7 @@ sphinx_gallery_conf = {
     "examples_dirs": ["gallery"],
     "gallery_dirs": ["auto_gallery"],
     "filename_pattern": r"/plot_",
-    "ignore_pattern": r"/_",
+    "ignore_pattern": r"(^|/)_[^/]*\.py$",
     "within_subsection_order": "FileNameSortKey",
     "image_scrapers": ("matplotlib", "droplab_gallery.figure_scraper"),
     "reset_modules": ("matplotlib", "droplab_gallery.reset"),

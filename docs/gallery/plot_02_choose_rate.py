@@ -7,8 +7,8 @@ and report test error flat for retain probabilities 0.4-0.8 (drop rates 0.2-0.6)
 where to *start*; which rate is best for your model and data is read off validation data,
 over several seeds, because one seed's curve is noisy enough to pick the wrong rate.
 
-This page sweeps eight hidden rates over five seeds (500 MNIST-1D training examples, a 128-128
-MLP, 30 epochs) and shows (left) each seed's validation accuracy against the rate with the
+This page sweeps eight hidden rates over five seeds (1000 MNIST-1D training examples, a 256-256
+MLP, 40 epochs) and shows (left) each seed's validation accuracy against the rate with the
 rate each seed alone would pick, and (right) the mean with its 95% interval, the best mean
 (star) and the one-standard-error choice (diamond): the largest rate whose mean is within one
 standard error of the best, the more regularized of the statistically indistinguishable
@@ -16,8 +16,8 @@ choices (Breiman et al. 1984; Hastie, Tibshirani & Friedman 2009, sec. 7.10).
 
 The same study from the command line::
 
-    droplab sweep --dropout hidden=0,0.1,0.2,0.3,0.4,0.5,0.6,0.7 --seeds 5 --subsample 500 \\
-        --hidden 128,128 --optimizer adam --lr 1e-3 --epochs 30 --store rate.db
+    droplab sweep --dropout hidden=0,0.1,0.2,0.3,0.4,0.5,0.6,0.7 --seeds 5 --subsample 1000 \\
+        --hidden 256,256 --optimizer adam --lr 1e-3 --epochs 40 --store rate.db
     droplab report rate.db -o rate.html --png rate-figures/
 """
 
@@ -33,11 +33,11 @@ from droplab.train import TrainConfig
 rates = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
 store = Path(tempfile.mkdtemp(prefix="droplab-rate-")) / "rate.db"
 result = run_sweep(
-    ModelSpec(kind="mlp", hidden=(128, 128)),
-    data={"name": "mnist1d", "subsample": 500},
+    ModelSpec(kind="mlp", hidden=(256, 256)),
+    data={"name": "mnist1d", "subsample": 1000},
     space={"dropout.hidden": rates},
     seeds=5,
-    train=TrainConfig(optimizer="adam", lr=1e-3, batch_size=100, epochs=30),
+    train=TrainConfig(optimizer="adam", lr=1e-3, batch_size=100, epochs=40),
     store=store,
     progress=False,
 )

@@ -13,17 +13,19 @@ Each penalty is one axis of the sweep: ``train.l1``, ``train.l2``, ``train.weigh
 (``--optimizer adamw`` or ``sgd``), ``train.max_norm``, ``model.batch_norm``; early stopping
 is a training option. From the command line::
 
-    droplab sweep --dropout hidden=0,0.5 --l2 0,1e-4 --max-norm 3 --seeds 3 --subsample 1000 \\
-        --hidden 256,256 --optimizer adam --epochs 30 --store regs.db
+    droplab sweep --dropout hidden=0,0.5 --l2 0,1e-4 --max-norm 1,3 --seeds 3 --subsample 1000 \\
+        --hidden 128,128 --optimizer adam --epochs 30 --store regs.db
     droplab sweep --dropout hidden=0,0.5 --axis model.batch_norm=false,true --seeds 3 ...
-    droplab train --dropout hidden=0.5 --max-norm 3 --early-stopping patience --patience 5 ...
+    droplab train --dropout hidden=0.5 --max-norm 1 --early-stopping patience --patience 5 ...
 
-Here: 1000 MNIST-1D training examples, a 256-256 MLP, 30 epochs, 3 seeds.
+Here: 1000 MNIST-1D training examples, a 128-128 MLP, 30 epochs, 3 seeds. Max-norm uses
+c = 1: in a trial with the paper's c = 3 every result was identical to no constraint (on these
+standardized 40-feature inputs no unit's weights grew that large), so c = 3 never acted.
 """
 
 # %%
-# Dropout x L2 x max-norm
-# -----------------------
+# Dropout x L2 x max-norm (c = 1)
+# -------------------------------
 import tempfile
 from pathlib import Path
 
@@ -38,10 +40,10 @@ from droplab.train import TrainConfig
 work = Path(tempfile.mkdtemp(prefix="droplab-regs-"))
 data = {"name": "mnist1d", "subsample": 1000}
 train = TrainConfig(optimizer="adam", lr=1e-3, batch_size=100, epochs=30)
-mlp = ModelSpec(kind="mlp", hidden=(256, 256))
+mlp = ModelSpec(kind="mlp", hidden=(128, 128))
 result = run_sweep(mlp, data=data, seeds=3, train=train, store=work / "regs.db", progress=False,
                    space={"dropout.hidden": [0.0, 0.5], "train.l2": [0.0, 1e-4],
-                          "train.max_norm": [None, 3.0]})
+                          "train.max_norm": [None, 1.0]})
 
 
 def summary(store):
@@ -63,7 +65,7 @@ def bars(ax, estimates, title):
 
 regs = summary(work / "regs.db")
 fig1, ax = plt.subplots(figsize=(8, 3.6))
-bars(ax, regs, "dropout x L2 x max-norm")
+bars(ax, regs, "dropout x L2 x max-norm (c = 1)")
 fig1.tight_layout()
 for label, est in regs.items():
     print(f"{label:40s} {est.mean:.3f} [{est.lo:.3f}, {est.hi:.3f}]")
@@ -92,10 +94,10 @@ from droplab.train import fit
 
 splits = load_dataset("mnist1d", subsample=1000)
 for dropout in ("", "hidden=0.5"):
-    spec = ModelSpec(kind="mlp", hidden=(256, 256), dropout=parse_dropout(dropout))
+    spec = ModelSpec(kind="mlp", hidden=(128, 128), dropout=parse_dropout(dropout))
     model = build_model(spec, splits.input_shape, splits.n_classes, seed=0)
     res = fit(model, (splits.x_train, splits.y_train), TrainConfig(
-        optimizer="adam", lr=1e-3, epochs=60, early_stopping="patience", patience=5, seed=0),
+        optimizer="adam", lr=1e-3, epochs=50, early_stopping="patience", patience=5, seed=0),
         val=(splits.x_val, splits.y_val))
     print(f"dropout {dropout or 'none':11s}: stopped after {res.epochs_run} epochs, best epoch "
           f"{res.best_epoch}, val acc {res.val['acc']:.3f}")
