@@ -19,7 +19,7 @@ bench:
 	$(PY) benchmarks/sweep_throughput.py
 
 # The documentation site, strictly (warnings are errors), offline, into docs/_build/html; the
-# gallery's examples run during the build. DROPLAB_DOCS_GALLERY=False skips running them.
+# gallery's examples run during the build (an unchanged example is not rerun).
 docs:
 	@DROPLAB_EXTRAS=docs bash scripts/setup.sh
 	$(PY) -m sphinx -b html -W --keep-going -n -q docs docs/_build/html

@@ -9,7 +9,6 @@ resolve, and every exported name must have a docstring: see ``_ext/droplab_api.p
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -82,7 +81,7 @@ sphinx_gallery_conf = {
     "remove_config_comments": True,
     "min_reported_time": 0,
     "show_memory": False,
-    "plot_gallery": os.environ.get("DROPLAB_DOCS_GALLERY", "True"),
+    "plot_gallery": "True",
     "matplotlib_animations": False,
     "capture_repr": ("_repr_html_",),
 }

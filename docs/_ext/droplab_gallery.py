@@ -57,7 +57,8 @@ def figure_scraper(block, block_vars, gallery_conf):
             else:
                 fig.savefig(path, dpi=100)
             paths.append(path)
-    return figure_rst(paths, gallery_conf["src_dir"])
+    # one full-width image each: droplab's figures are wide, and a grid of thumbnails hides them
+    return "".join(figure_rst([path], gallery_conf["src_dir"]) for path in paths)
 
 
 _cpu_start: dict[str, float] = {}
