@@ -1,7 +1,7 @@
 # The README's two commands: `make demo` and `make test`. Both set up .venv first (idempotent).
 PY := .venv/bin/python
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench docs clean
 setup:
 	@bash scripts/setup.sh
 
@@ -17,6 +17,13 @@ bench:
 	$(PY) benchmarks/dropout_kernel.py
 	$(PY) benchmarks/trainer_overhead.py
 	$(PY) benchmarks/sweep_throughput.py
+
+# The documentation site, strictly (warnings are errors), offline, into docs/_build/html; the
+# gallery's examples run during the build (an unchanged example is not rerun).
+docs:
+	@DROPLAB_EXTRAS=docs bash scripts/setup.sh
+	$(PY) -m sphinx -b html -W --keep-going -n -q docs docs/_build/html
+	@echo "docs: docs/_build/html/index.html"
 
 clean:
 	rm -rf .venv build *.egg-info src/*.egg-info

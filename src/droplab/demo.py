@@ -10,6 +10,7 @@ from pathlib import Path
 
 __all__ = ["DEMO_CONFIG", "run_demo"]
 
+#: The demo sweep as a ``SweepConfig`` dictionary (what ``configs/``-style TOML holds).
 DEMO_CONFIG = {
     "name": "demo: hidden dropout rate, MLP 256-256 on MNIST-1D",
     "seeds": 5,

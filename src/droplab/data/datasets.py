@@ -42,8 +42,10 @@ DATASETS: tuple[str, ...] = (
     "sine",
 )
 
+#: The kinds of task a dataset can be.
 TASKS: tuple[str, ...] = ("classification", "regression")
 
+#: Fashion-MNIST class names, in label order 0-9.
 FASHION_MNIST_CLASSES: tuple[str, ...] = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",

@@ -67,9 +67,13 @@ __all__ = [
     "parse_dropout",
 ]
 
+#: Architectures :func:`droplab.models.build_model` builds.
 KINDS = ("mlp", "cnn1d", "cnn2d", "gru", "lstm", "transformer")
+#: Where a dropout layer can go (the table above; not every kind has every place).
 PLACES = ("input", "hidden", "recurrent", "attention", "embedding", "block")
+#: Activation names a spec accepts.
 ACTIVATIONS = ("relu", "tanh", "gelu", "selu", "sigmoid", "elu")
+#: Dropout layers a place can hold (``DropoutSpec.layer``).
 LAYERS = (
     "dropout",      # droplab.nn.Dropout, inverted
     "classic",      # droplab.nn.Dropout(mode="classic")

@@ -57,6 +57,7 @@ __all__ = [
     "config_key",
 ]
 
+#: How a search space draws configurations (``tpe`` needs optuna).
 SAMPLERS = ("grid", "random", "tpe")
 
 

@@ -78,7 +78,7 @@ class EarlyStopping(Callback):
             GL/PQ/UP need an error, i.e. ``min``. Default ``"auto"``.
         min_delta: smallest change that counts as an improvement (patience only). Default 0.
         min_delta_mode: ``"absolute"`` (best -/+ min_delta) or ``"relative"``
-            (best -/+ min_delta * |best|). Default ``"absolute"``.
+            (best -/+ min_delta * abs(best)). Default ``"absolute"``.
         patience: epochs without improvement before stopping (patience only). Default 10.
         baseline: the patience counter only resets on epochs that also beat this value
             (patience only). Default ``None``.
