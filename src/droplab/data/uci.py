@@ -30,6 +30,7 @@ import hashlib
 import os
 import urllib.error
 import urllib.request
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,7 +108,9 @@ def _read_numbers(path: Path, what: str) -> np.ndarray:
     if not path.is_file():
         raise DataError(f"missing file {path} ({what})")
     try:
-        values = np.loadtxt(path, dtype=np.float64, ndmin=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # an empty file: reported below
+            values = np.loadtxt(path, dtype=np.float64, ndmin=1)
     except ValueError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
         raise DataError(f"malformed {what} file {path}: {first}") from None

@@ -57,7 +57,7 @@ import numpy as np
 import torch
 
 from droplab._checks import check_choice, check_positive_int
-from droplab.errors import ConfigError, DataError
+from droplab.errors import ConfigError, DataError, StoreError
 
 __all__ = [
     "UCIProtocol",
@@ -69,6 +69,10 @@ __all__ = [
     "agrees",
     "paired_differences",
     "uci_table",
+    "results_json",
+    "run_benchmark",
+    "parse_datasets",
+    "write_results",
 ]
 
 #: The methods :func:`run_uci` implements.
@@ -188,9 +192,9 @@ class UCIResult:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The ``--json`` object of this (data set, method)."""
+        """The ``--json`` object of this (data set, method); non-finite numbers become null."""
         agrees_rmse, agrees_ll = self.agreement()
-        return {
+        return _finite_or_none({
             "dataset": self.dataset,
             "method": self.method,
             "rmse": self.rmse,
@@ -206,7 +210,17 @@ class UCIResult:
             "timings": self.timings,
             "protocol": dataclasses.asdict(self.protocol),
             "per_split": self.per_split,
-        }
+        })
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(v) for v in value]
+    return value
 
 
 def agrees(value: float, se: float, published: float, published_se: float) -> bool:
@@ -502,4 +516,76 @@ def uci_table(results: Sequence[UCIResult]):
 def results_json(results: Sequence[UCIResult]) -> str:
     """The JSON file of a run: every result and the paired differences."""
     return json.dumps({"results": [r.to_dict() for r in results],
-                       "paired_differences": paired_differences(results)}, indent=1)
+                       "paired_differences": _finite_or_none(paired_differences(results))},
+                      indent=1, allow_nan=False)
+
+
+def parse_datasets(text: str | None) -> list[str]:
+    """``"yacht,bostonHousing"`` -> names (default: all nine); unknown names -> DataError."""
+    from droplab.data.uci import UCI_DATASETS, _check_name
+
+    if text is None:
+        return list(UCI_DATASETS)
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise DataError(f"--datasets expects names separated by commas, got {text!r}")
+    return [_check_name(n) for n in names]
+
+
+def run_benchmark(
+    datasets: Sequence[str],
+    methods: Sequence[str] = ("mc_dropout",),
+    *,
+    data_dir: Any = None,
+    cache_dir: Any = None,
+    protocol: UCIProtocol | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[UCIResult]:
+    """Every method on every data set; the data are read (or fetched) before anything trains.
+
+    Args:
+        datasets: names (see :data:`droplab.data.uci.UCI_DATASETS`).
+        methods: subset of :data:`METHODS` (default MC dropout only).
+        data_dir, cache_dir: see :func:`droplab.data.uci.find_uci`.
+        protocol: sizes (default the published ones).
+        progress: called with a short line now and then.
+
+    Returns:
+        one :class:`UCIResult` per (data set, method), in that order.
+    """
+    from droplab.data.uci import find_uci
+
+    for m in methods:
+        check_choice("method", m, METHODS)
+    loaded = [find_uci(name, data_dir, cache_dir=cache_dir) for name in datasets]
+    results = []
+    for data in loaded:
+        for method in methods:
+            results.append(run_uci(data, method, protocol=protocol, progress=progress))
+            if progress is not None:
+                r = results[-1]
+                progress(f"{data.name} {method}: RMSE {r.rmse:.4g}, LL {r.ll:.4g}, {r.seconds:.0f} s")
+    return results
+
+
+def write_results(results: Sequence[UCIResult], html_path: Any) -> tuple[Any, Any]:
+    """Write the HTML page and, beside it, the JSON (same name, ``.json``); return both paths.
+
+    Raises:
+        StoreError: a file cannot be written.
+    """
+    import pathlib
+
+    from droplab.reproduce.uci_html import render_uci_page
+
+    path = pathlib.Path(html_path)
+    json_path = path.with_suffix(".json")
+    if json_path == path:
+        json_path = path.with_name(path.name + ".json")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render_uci_page(results), encoding="utf-8")
+        json_path.write_text(results_json(results) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise StoreError(f"cannot write the report to {path}: {exc.strerror}") from None
+    return path, json_path

@@ -739,7 +739,8 @@ class Population:
             self.y, self.yv = self.y.long(), self.yv.long()
         elif self.groups is None:
             self.y = self.y.float().reshape(len(self.y), -1)
-            self.yv = self.yv.float().reshape(len(self.yv), -1)
+            yv = self.yv.float()
+            self.yv = yv.reshape(len(yv), -1) if yv.numel() else yv.reshape(0, *(yv.shape[1:] or (1,)))
         else:  # (G, n) or (G, n, outputs)
             self.y, self.yv = (t.float() if t.dim() == 3 else t.float().unsqueeze(-1) for t in (self.y, self.yv))
         if isinstance(net, MLPNet):
