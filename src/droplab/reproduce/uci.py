@@ -136,6 +136,7 @@ class UCIProtocol:
         )
 
     def epochs(self, n_epochs: int) -> int:
+        """Epochs of a data set whose ``n_epochs.txt`` says ``n_epochs``."""
         return max(1, int(round(n_epochs * self.epoch_multiplier)))
 
 
@@ -144,7 +145,8 @@ class UCIResult:
     """One (data set, method): per-split figures and their summary.
 
     ``per_split`` rows hold ``split``, ``rmse`` (of the MC mean), ``rmse_deterministic``,
-    ``ll``, ``rate``, ``tau`` (selected), ``val_ll`` (of the selected point).
+    ``ll``, ``rate``, ``tau`` (selected), ``val_ll`` (of the selected point); ``grid`` rows
+    hold every grid point's ``split``, ``rate``, ``tau``, ``val_rmse`` and ``val_ll``.
     """
 
     dataset: str
@@ -153,6 +155,7 @@ class UCIResult:
     seconds: float
     protocol: UCIProtocol
     timings: dict[str, float] = field(default_factory=dict)
+    grid: list[dict[str, Any]] = field(default_factory=list)
 
     def _summary(self, key: str) -> tuple[float, float]:
         values = np.array([row[key] for row in self.per_split], dtype=np.float64)
@@ -210,6 +213,7 @@ class UCIResult:
             "timings": self.timings,
             "protocol": dataclasses.asdict(self.protocol),
             "per_split": self.per_split,
+            "grid": self.grid,
         })
 
 
@@ -455,7 +459,11 @@ def run_uci(
             "rmse_deterministic": float(test["rmse_deterministic"][g]),
             "rate": p, "tau": tau, "val_ll": float(val["ll"][best[g]]),
         })
-    return UCIResult(data.name, method, per_split, time.perf_counter() - t_start, protocol, timings)
+    grid_rows = [
+        {"split": splits[g], "rate": p, "tau": tau, "val_rmse": float(val["rmse"][i]), "val_ll": float(val["ll"][i])}
+        for i, (g, p, tau) in enumerate(grid)
+    ]
+    return UCIResult(data.name, method, per_split, time.perf_counter() - t_start, protocol, timings, grid_rows)
 
 
 # --- comparisons and output ----------------------------------------------------------------------
