@@ -208,6 +208,11 @@ def _bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     columns. Measured at K=30 on 2 cores: ``(100, 256) @ (256, 10)`` 1.20 ms against 0.24 ms,
     ``(256, 100) @ (100, 10)`` 1.13 ms against 0.22 ms; from 16 columns on there is no gain.
     """
+    if a.shape[2] == 1:
+        # An outer product (the gradient into a single-output layer's inputs): the batched GEMM
+        # takes 9.3 ms for (240, 128, 1) @ (240, 1, 50) on one core, a broadcast multiply 1.0 ms
+        # (the same products, each rounded once).
+        return a * b
     if _narrow(a, b):
         return torch.bmm(b.transpose(1, 2), a.transpose(1, 2)).transpose(1, 2).contiguous()
     return torch.bmm(a, b)
