@@ -482,7 +482,7 @@ class MLPNet(_Net):
                 total += out.sum(1)
         """
         from droplab._checks import check_positive_int
-        from droplab.functional._counter import counter_dropout
+        from droplab.functional._counter import _U_BITS, counter_dropout, counter_uniform
 
         check_positive_int("passes", passes)
         k = P["W0"].shape[0]
@@ -494,22 +494,39 @@ class MLPNet(_Net):
         row_bytes = 4 * k * n * (sum(self.widths) + max(self.widths))
         chunk = max(1, min(passes, budget_bytes // max(row_bytes, 1)))
         act = _ACTS[self.activation]
-        # One stream per (member seed, dropout position): positions never share draws.
-        pos_seeds = {}
+        distinct = sorted({int(s) for s in seeds})
+        # Members that share a seed share their draws (nested masks across rates). When most
+        # do, hash the draws once per seed and threshold them per member: the same masks as
+        # counter_dropout's fused kernel, bit for bit (drop iff the 24-bit draw < ceil(p 2**24)).
+        shared = 2 * len(distinct) <= k
+        seed_index = torch.tensor([distinct.index(int(s)) for s in seeds], device=P["W0"].device)
+        positions = {}
         for col, pos in enumerate(self.positions):
             layer_input = 0 if pos[0] == "input" else pos[1] + 1
-            stream = torch.tensor([_derive_seed(int(s), 0xC0DE + col) for s in seeds], dtype=torch.int64)
-            pos_seeds[layer_input] = (col, stream)
+            owners = distinct if shared else [int(s) for s in seeds]
+            stream = torch.tensor([_derive_seed(s, 0xC0DE + col) for s in owners], dtype=torch.int64)
+            rates = self.rates[:, col]
+            thr = torch.tensor([math.ceil(r * 2**_U_BITS) * 2.0**-_U_BITS for r in rates.tolist()])
+            scale = torch.ones(k, dtype=torch.float64) if self.classic[col] else 1.0 / (1.0 - rates)
+            dev = P["W0"].device
+            positions[layer_input] = (col, stream, thr.float().view(k, 1, 1).to(dev),
+                                      scale.float().view(k, 1, 1).to(dev))
         for t0 in range(0, passes, chunk):
             t = min(chunk, passes - t0)
             h = x.unsqueeze(1).expand(k, t, n, x.shape[-1]).reshape(k, t * n, x.shape[-1])
             for i in range(self.depth):
-                if i in pos_seeds:
-                    col, stream = pos_seeds[i]
+                if i in positions:
+                    col, stream, thr, scale = positions[i]
                     width = h.shape[-1]
-                    h = counter_dropout(
-                        h, self.rates[:, col], stream, scale=not self.classic[col], offset=t0 * n * width
-                    )
+                    if not shared:
+                        h = counter_dropout(
+                            h, self.rates[:, col], stream, scale=not self.classic[col], offset=t0 * n * width
+                        )
+                    elif bool((self.rates[:, col] > 0).any()):
+                        u = counter_uniform((len(distinct), t * n, width), stream, offset=t0 * n * width,
+                                            device=h.device)
+                        u = u.index_select(0, seed_index)
+                        h = h * torch.ge(u, thr, out=u).mul_(scale)
                 h = _baddbmm(P[f"b{i}"], h, P[f"W{i}"])
                 if i < self.depth - 1:
                     h = h.relu_() if self.activation == "relu" else act(h)
