@@ -212,3 +212,19 @@ def test_cli_errors_are_one_line_exit_2(tmp_path, capsys, argv, message):
 def test_cli_missing_folder(tmp_path, capsys):
     code = main(["reproduce", "uci", "--data-dir", str(tmp_path / "none"), "--datasets", "yacht"])
     assert code == 2 and "does not exist" in capsys.readouterr().err
+
+
+def test_shared_seed_masks_equal_the_fused_counter_kernel():
+    """Members sharing a seed hash the draws once; the masks equal counter_dropout's, bit for bit."""
+    from droplab.functional._counter import counter_dropout
+    from droplab.sweep.population import _derive_seed
+
+    spec = ModelSpec(kind="mlp", hidden=(), dropout={"input": 0.0})
+    members = [Member(str(p), {}, 7, TrainConfig(epochs=1), rates=(p,)) for p in (0.1, 0.5)]
+    net = MLPNet(spec, (30,), 1, members)
+    P = {"W0": torch.randn(2, 30, 1, generator=torch.Generator().manual_seed(1)), "b0": torch.zeros(2, 1, 1)}
+    x = torch.randn(4, 30, generator=torch.Generator().manual_seed(2))
+    out = torch.cat([o for _, o in net.mc_passes(P, x, 6, [7, 7], budget_bytes=1)], 1)
+    stream = torch.tensor([_derive_seed(7, 0xC0DE)] * 2)
+    h = counter_dropout(x.expand(2, 6, 4, 30).reshape(2, 24, 30), torch.tensor([0.1, 0.5], dtype=torch.float64), stream)
+    assert torch.equal(out.reshape(2, 24, 1), torch.bmm(h, P["W0"]))
