@@ -228,3 +228,16 @@ def test_shared_seed_masks_equal_the_fused_counter_kernel():
     stream = torch.tensor([_derive_seed(7, 0xC0DE)] * 2)
     h = counter_dropout(x.expand(2, 6, 4, 30).reshape(2, 24, 30), torch.tensor([0.1, 0.5], dtype=torch.float64), stream)
     assert torch.equal(out.reshape(2, 24, 1), torch.bmm(h, P["W0"]))
+
+
+def test_result_round_trips_through_json():
+    r = U.UCIResult("yacht", "mc_dropout", [
+        {"split": 0, "rmse": 0.6, "ll": -1.2, "rmse_deterministic": 0.7, "rate": 0.005, "tau": 0.75, "val_ll": -1.1},
+        {"split": 1, "rmse": 0.8, "ll": -1.3, "rmse_deterministic": 0.9, "rate": 0.01, "tau": 0.5, "val_ll": -1.4},
+    ], 12.0, U.UCIProtocol())
+    back = U.UCIResult.from_dict(json.loads(json.dumps(r.to_dict())))
+    assert back.to_dict() == r.to_dict()
+    assert r.rmse == pytest.approx(0.7) and r.rmse_se == pytest.approx(0.1)
+    assert r.agreement() == (True, True)
+    with pytest.raises(Exception, match="not a UCI result"):
+        U.UCIResult.from_dict({"dataset": "yacht"})

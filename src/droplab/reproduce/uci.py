@@ -194,6 +194,15 @@ class UCIResult:
             agrees(self.ll, self.ll_se, pub["ll"], pub["ll_se"]),
         )
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> UCIResult:
+        """A result back from its :meth:`to_dict` object (e.g. to render a saved run's page)."""
+        try:
+            return cls(d["dataset"], d["method"], list(d["per_split"]), float(d["seconds"]),
+                       UCIProtocol(**d.get("protocol", {})), dict(d.get("timings", {})), list(d.get("grid", [])))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"not a UCI result object: {exc}") from None
+
     def to_dict(self) -> dict[str, Any]:
         """The ``--json`` object of this (data set, method); non-finite numbers become null."""
         agrees_rmse, agrees_ll = self.agreement()
