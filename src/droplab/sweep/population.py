@@ -61,7 +61,7 @@ from __future__ import annotations
 import io
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -281,6 +281,11 @@ def _bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     columns. Measured at K=30 on 2 cores: ``(100, 256) @ (256, 10)`` 1.20 ms against 0.24 ms,
     ``(256, 100) @ (100, 10)`` 1.13 ms against 0.22 ms; from 16 columns on there is no gain.
     """
+    if a.shape[2] == 1:
+        # An outer product (the gradient into a single-output layer's inputs): the batched GEMM
+        # takes 9.3 ms for (240, 128, 1) @ (240, 1, 50) on one core, a broadcast multiply 1.0 ms
+        # (the same products, each rounded once).
+        return a * b
     if _narrow(a, b):
         return torch.bmm(b.transpose(1, 2), a.transpose(1, 2)).transpose(1, 2).contiguous()
     return torch.bmm(a, b)
@@ -435,6 +440,8 @@ class MLPNet(_Net):
                 self.active.add(layer_input)
         self.p_cols, self.s_cols = p_cols.to(self._device), s_cols.to(self._device)
         self.eval_scale = {i: v.to(self._device) for i, v in self.eval_scale.items()}
+        self.rates = rates  # (K, positions) float64: the exact rates now, for MC passes
+        self.classic = [classic[pos] for pos in self.positions]
 
     def to(self, device: torch.device) -> MLPNet:
         self._device = torch.device(device)
@@ -450,6 +457,7 @@ class MLPNet(_Net):
         if self._last_rates is not None:
             self._last_rates = [self._last_rates[r] for r in rows]
         self.p_cols, self.s_cols = self.p_cols[index], self.s_cols[index]
+        self.rates = self.rates[index.cpu()]
         self.eval_scale = {k: v[index] for k, v in self.eval_scale.items()}
         self.active = {i for i, (a, b) in self.columns.items() if bool((self.p_cols[:, :, a:b] > 0).any())}
 
@@ -537,8 +545,10 @@ class MLPNet(_Net):
     @torch.no_grad()
     def predict(self, P, buffers, x):
         act = _ACTS[self.activation]
-        h = x.flatten(1).to(P["W0"].dtype)
-        z = torch.matmul(h, P["W0"])  # (N, in) @ (K, in, out) -> (K, N, out)
+        # (N, *input_shape) shared by all members, or (K, N, *input_shape) one set per member
+        per_member = x.dim() == len(self.input_shape) + 2
+        h = (x.flatten(2) if per_member else x.flatten(1)).to(P["W0"].dtype)
+        z = torch.matmul(h, P["W0"])  # (N, in) or (K, N, in) @ (K, in, out) -> (K, N, out)
         if 0 in self.eval_scale:
             z = z * self.eval_scale[0]
         h = z.add_(P["b0"])
@@ -550,6 +560,92 @@ class MLPNet(_Net):
                 h = h.mul_(self.eval_scale[i])
             h = _baddbmm(P[f"b{i}"], h, P[f"W{i}"])
         return h
+
+    @torch.no_grad()
+    def mc_passes(
+        self,
+        P: dict[str, torch.Tensor],
+        x: torch.Tensor,
+        passes: int,
+        seeds: Sequence[int],
+        *,
+        budget_bytes: int = 64 << 20,
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        """MC-dropout predictions of every member, ``passes`` stochastic forward passes each.
+
+        Dropout stays on, at each member's own rates, as in MC dropout (Gal & Ghahramani,
+        2016, "Dropout as a Bayesian Approximation", arXiv:1506.02142). The masks are
+        counter-based draws (:func:`droplab.functional.counter_dropout`): the mask of pass
+        ``t``, example ``n``, unit ``j`` of member ``k`` is a pure function of ``(seeds[k],
+        position, t, n, j)``, so the result does not depend on the chunking or thread count.
+        Passes come in chunks whose activations stay within ``budget_bytes``, so that a caller
+        reduces them (mean, log-sum-exp) without holding all ``K x passes x N`` outputs.
+
+        Args:
+            P: stacked parameters (``Population.params`` or stacked final weights).
+            x: ``(N, *input_shape)`` shared by all members, or ``(K, N, *input_shape)``.
+            passes: number of MC passes T per member.
+            seeds: one integer per member (members with equal seeds share their masks).
+            budget_bytes: activations per chunk (default 64 MiB).
+
+        Yields:
+            ``(t0, out)``: the first pass's index and ``out`` of shape ``(K, t, N, n_outputs)``.
+
+        Example::
+
+            for t0, out in net.mc_passes(pop.params, x_test, 1000, seeds=[0] * pop.k):
+                total += out.sum(1)
+        """
+        from droplab._checks import check_positive_int
+        from droplab.functional._counter import _U_BITS, counter_dropout, counter_uniform
+
+        check_positive_int("passes", passes)
+        k = P["W0"].shape[0]
+        if len(seeds) != k:
+            raise ConfigError(f"mc_passes needs one seed per member: {k} members, got {len(seeds)} seeds")
+        per_member = x.dim() == len(self.input_shape) + 2
+        x = (x.flatten(2) if per_member else x.flatten(1).unsqueeze(0)).to(P["W0"].dtype)
+        n = x.shape[1]
+        row_bytes = 4 * k * n * (sum(self.widths) + max(self.widths))
+        chunk = max(1, min(passes, budget_bytes // max(row_bytes, 1)))
+        act = _ACTS[self.activation]
+        distinct = sorted({int(s) for s in seeds})
+        # Members that share a seed share their draws (nested masks across rates). When most
+        # do, hash the draws once per seed and threshold them per member: the same masks as
+        # counter_dropout's fused kernel, bit for bit (drop iff the 24-bit draw < ceil(p 2**24)).
+        shared = 2 * len(distinct) <= k
+        seed_index = torch.tensor([distinct.index(int(s)) for s in seeds], device=P["W0"].device)
+        positions = {}
+        for col, pos in enumerate(self.positions):
+            layer_input = 0 if pos[0] == "input" else pos[1] + 1
+            owners = distinct if shared else [int(s) for s in seeds]
+            stream = torch.tensor([_derive_seed(s, 0xC0DE + col) for s in owners], dtype=torch.int64)
+            rates = self.rates[:, col]
+            thr = torch.tensor([math.ceil(r * 2**_U_BITS) * 2.0**-_U_BITS for r in rates.tolist()])
+            scale = torch.ones(k, dtype=torch.float64) if self.classic[col] else 1.0 / (1.0 - rates)
+            dev = P["W0"].device
+            positions[layer_input] = (col, stream, thr.float().view(k, 1, 1).to(dev),
+                                      scale.float().view(k, 1, 1).to(dev))
+        for t0 in range(0, passes, chunk):
+            t = min(chunk, passes - t0)
+            h = x.unsqueeze(1).expand(k, t, n, x.shape[-1]).reshape(k, t * n, x.shape[-1])
+            for i in range(self.depth):
+                if i in positions:
+                    col, stream, thr, scale = positions[i]
+                    width = h.shape[-1]
+                    if not shared:
+                        h = counter_dropout(
+                            h, self.rates[:, col], stream, scale=not self.classic[col], offset=t0 * n * width
+                        )
+                    elif bool((self.rates[:, col] > 0).any()):
+                        u = counter_uniform((len(distinct), t * n, width), stream, offset=t0 * n * width,
+                                            device=h.device)
+                        u = u.index_select(0, seed_index)
+                        h = h * torch.ge(u, thr, out=u).mul_(scale)
+                h = _baddbmm(P[f"b{i}"], h, P[f"W{i}"])
+                if i < self.depth - 1:
+                    h = h.relu_() if self.activation == "relu" else act(h)
+            yield t0, h.view(k, t, n, -1)
 
 
 def _member_schedules(spec: Any, positions: list[tuple[str, int]], members: Sequence[Member]) -> list[list[Any]]:
@@ -729,7 +825,8 @@ class _Run:
 
 
 def _same_hparams(a: TrainConfig, b: TrainConfig) -> bool:
-    return (a.lr, a.weight_decay, a.l1, a.l2, a.max_norm) == (b.lr, b.weight_decay, b.l1, b.l2, b.max_norm)
+    # What one optimizer instance must share; L1/L2 are applied per row (see _layout).
+    return (a.lr, a.weight_decay, a.max_norm) == (b.lr, b.weight_decay, b.max_norm)
 
 
 class Population:
@@ -750,6 +847,13 @@ class Population:
             population with random layers, torch.func draws the masks for the whole stack, so
             the remaining members draw other (equally distributed) masks after a compaction.
             Either way a run is reproducible: the same members and seeds give the same bits.
+        groups: per-member data sets (an :class:`MLPNet` population only): member ``i`` trains
+            and is evaluated on ``x[groups[i]]``, with the data tensors carrying a leading group
+            axis ``(G, n, ...)`` (for example one standardized training set per split of a
+            benchmark, every split's runs in one population). Default ``None``: one data set.
+        history: keep every epoch's row in :attr:`history` (default True). Long runs of many
+            members that need only their final weights pass False: the rows are still returned
+            by :meth:`run_epoch`, and :meth:`result` / :meth:`cost` then see no rows.
 
     All members share the group-level training options (optimizer, epochs, batch size,
     schedule, early stopping, gradient clipping) of the first member's ``train``; ``lr``,
@@ -771,12 +875,15 @@ class Population:
         *,
         device: torch.device | str = "cpu",
         compact: bool = True,
+        groups: Sequence[int] | None = None,
+        history: bool = True,
     ) -> None:
         if not members:
             raise ConfigError("a population needs at least one member")
         if members[0].train.rdrop:
             raise Unstackable("R-Drop (rdrop > 0) trains through the Trainer")
         self.compact = compact
+        self.keep_history = bool(history)
         self.net = net
         self.members = list(members)
         self.k = len(self.members)
@@ -794,13 +901,24 @@ class Population:
                     f"l1, l2 and max_norm"
                 )
         x, y, xv, yv = data
+        self.groups = None if groups is None else [int(g) for g in groups]
+        if self.groups is not None:
+            if not isinstance(net, MLPNet):
+                raise ConfigError("per-member data sets (groups) need an MLPNet population")
+            if len(self.groups) != self.k:
+                raise ConfigError(f"groups must give one data set per member: {self.k} members, got {len(self.groups)}")
+            bad = [g for g in self.groups if not 0 <= g < len(x)]
+            if bad:
+                raise ConfigError(f"groups must index the {len(x)} data sets, got {bad[0]}")
         self.x, self.y = x.to(self.device), y.to(self.device)
         self.xv, self.yv = xv.to(self.device), yv.to(self.device)
         if task == "classification":
             self.y, self.yv = self.y.long(), self.yv.long()
-        else:
+        elif self.groups is None:
             self.y = self.y.float().reshape(len(self.y), -1)
             self.yv = self.yv.float().reshape(len(self.yv), self.y.shape[1])  # also when empty
+        else:  # (G, n) or (G, n, outputs)
+            self.y, self.yv = (t.float() if t.dim() == 3 else t.float().unsqueeze(-1) for t in (self.y, self.yv))
         if isinstance(net, MLPNet):
             net.to(self.device)
         params, buffers = net.init_params(self.members)
@@ -816,7 +934,8 @@ class Population:
         # (seeds, n) training-row indices per seed (bootstrap resamples), or None: every seed
         # trains on the data as given. Set before the first epoch (see droplab.ensemble).
         self.resample: torch.Tensor | None = None
-        self.n = len(self.x)
+        self.n = self.x.shape[0 if self.groups is None else 1]
+        self.n_val = self.xv.shape[0 if self.groups is None else 1]
         self.steps_per_epoch = math.ceil(self.n / self.cfg.batch_size)
         # Members whose parameters are rows of the stacked tensors, in row order: every member
         # at first, the ones still training after a compaction.
@@ -855,6 +974,17 @@ class Population:
         self._pos = {i: j for j, i in enumerate(self.rows)}  # member index -> row
         self.seed_index = torch.tensor([position[s] for s in row_seeds], device=self.device)
         self._identity = self.seeds == row_seeds
+        self.group_index = (
+            None if self.groups is None
+            else torch.tensor([self.groups[i] for i in self.rows], device=self.device)
+        )
+        # L1/L2 strengths per row: a run of one optimizer may mix them (a grid over L2).
+        self._penalties = []
+        for name in ("l1", "l2"):
+            values = [getattr(self.members[i].train, name) for i in self.rows]
+            scale = 2.0 if name == "l2" else 1.0  # d/dw l2 * w**2 = 2 l2 w
+            per_row = torch.tensor([scale * v for v in values], device=self.device).view(-1, 1, 1)
+            self._penalties.append((name, [scale * v for v in values], per_row))
         self.runs: list[_Run] = []
         for j, i in enumerate(self.rows):
             train = self.members[i].train
@@ -958,7 +1088,7 @@ class Population:
         train_loss = (running / self.n).tolist()
         metric = "acc" if self.task == "classification" else "rmse"
         ev_train = self.evaluate(self.x, self.y) if self.cfg.eval_train else None
-        ev_val = self.evaluate(self.xv, self.yv) if len(self.xv) else None
+        ev_val = self.evaluate(self.xv, self.yv) if self.n_val else None
         self._sample_memory()
         self.epoch = epoch
         seconds = time.perf_counter() - t0
@@ -984,7 +1114,8 @@ class Population:
             row["seconds"] = seconds / computed
             row["peak_mem_mb"] = peak / computed
             rows[i] = row
-            self.history[i].append(row)
+            if self.keep_history:
+                self.history[i].append(row)
             self._after_epoch(i, epoch, row)
         if self.done:
             for i in self.alive:
@@ -1046,7 +1177,11 @@ class Population:
             bsz = idx.shape[1]
             if not self._identity:
                 idx = idx.index_select(0, self.seed_index)
-            xb, yb = self.x[idx], self.y[idx]
+            if self.group_index is None:
+                xb, yb = self.x[idx], self.y[idx]
+            else:
+                gi = self.group_index.unsqueeze(1)
+                xb, yb = self.x[gi, idx], self.y[gi, idx]
             u = self._uniforms(bsz)
             losses, grads = net.train_step(P, self.buffers, xb, yb, u, self.task)
             if b < sample_steps:
@@ -1070,21 +1205,26 @@ class Population:
         return running
 
     def _apply_regularizers(self, grads: dict[str, torch.Tensor]) -> None:
-        for run in self.runs:
-            l1, l2 = run.train.l1, run.train.l2
-            if l1 == 0 and l2 == 0:
+        for name, values, per_row in self._penalties:
+            if not any(values):
                 continue
             for n in self.net.weight_names:
-                w, g = self.params[n][run.start : run.stop], grads[n][run.start : run.stop]
-                if l1 > 0:
-                    g.add_(torch.sign(w), alpha=l1)
-                if l2 > 0:
-                    g.add_(w, alpha=2.0 * l2)
+                w, g = self.params[n], grads[n]
+                term = torch.sign(w) if name == "l1" else w
+                if len(set(values)) == 1:
+                    g.add_(term, alpha=values[0])
+                else:
+                    g.addcmul_(term, per_row.view(-1, *([1] * (w.dim() - 1))))
 
     # -- evaluation ------------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(
-        self, x: torch.Tensor, y: torch.Tensor, weights: dict[str, torch.Tensor] | None = None
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        weights: dict[str, torch.Tensor] | None = None,
+        *,
+        group_index: torch.Tensor | None = None,
     ) -> dict[str, list[float]]:
         """Per-member loss and accuracy (or RMSE) in eval mode, in chunks of eval_batch_size.
 
@@ -1095,6 +1235,8 @@ class Population:
             x, y: inputs and targets (targets in the population's task format).
             weights: stacked parameters to evaluate instead of the live ones (the keys of
                 :meth:`final_weights`, stacked); default the live parameters.
+            group_index: with per-member data sets (``groups``), the data set of each stacked
+                member; default the live rows' (``x`` and ``y`` then carry the group axis).
 
         Returns:
             lists with one entry per stacked member: those of ``weights``, or with the live
@@ -1106,10 +1248,16 @@ class Population:
             B = {n: weights[f"buffer:{n}"] for n in self.buffers}
         k = P[self.net.names[0]].shape[0]
         x, y = x.to(self.device), y.to(self.device)
+        if self.groups is not None:
+            gi = self.group_index if group_index is None else group_index.to(self.device)
+            x, y = x.index_select(0, gi), y.index_select(0, gi)  # (K, N, ...): one set per member
         if self.task == "classification":
             y = y.long()
+        elif self.groups is not None:
+            y = y.float().reshape(k, y.shape[1], -1)
         else:
             y = y.float().reshape(len(y), -1)
+        n_items = x.shape[0 if self.groups is None else 1]
         total = torch.zeros(k, dtype=torch.float64, device=self.device)
         correct = torch.zeros(k, dtype=torch.long, device=self.device)
         sq = torch.zeros(k, dtype=torch.float64, device=self.device)  # gaussian: the mean's error
@@ -1119,8 +1267,11 @@ class Population:
             # allocation; measured at k=30, width 256: 1000 rows 268-361 ms an epoch's
             # evaluation, 250 rows 215-252 ms.
             step = max(1, min(step, _EVAL_CHUNK_BYTES // (k * max(self.net.widths) * 4)))
-        for start in range(0, len(x), step):
-            xb, yb = x[start : start + step], y[start : start + step]
+        for start in range(0, n_items, step):
+            if self.groups is None:
+                xb, yb = x[start : start + step], y[start : start + step]
+            else:
+                xb, yb = x[:, start : start + step], y[:, start : start + step]
             out = self.net.predict(P, B, xb)
             if self.task == "classification":
                 total += F.cross_entropy(
@@ -1133,18 +1284,19 @@ class Population:
                 sq += (out[..., :d] - yb).pow(2).sum((1, 2), dtype=torch.float64) / d
             else:
                 total += (out - yb).pow(2).sum((1, 2), dtype=torch.float64) / yb.shape[1]
-        loss = (total / len(x)).tolist()
+        loss = (total / n_items).tolist()
         if self.task == "classification":
-            return {"loss": loss, "acc": (correct.double() / len(x)).tolist()}
+            return {"loss": loss, "acc": (correct.double() / n_items).tolist()}
         if self.task == "gaussian":
-            return {"loss": loss, "rmse": (sq / len(x)).sqrt().tolist()}
+            return {"loss": loss, "rmse": (sq / n_items).sqrt().tolist()}
         return {"loss": loss, "rmse": [math.sqrt(v) if v >= 0 else math.nan for v in loss]}
 
     def evaluate_members(self, indices: Sequence[int], x: torch.Tensor, y: torch.Tensor) -> dict[str, list[float]]:
         """Evaluate the *final* weights of some members (e.g. on the test split)."""
         finals = [self.final_weights(i) for i in indices]
         stacked = {k: torch.stack([f[k] for f in finals]) for k in finals[0]}
-        return self.evaluate(x, y, stacked)
+        gi = None if self.groups is None else torch.tensor([self.groups[i] for i in indices])
+        return self.evaluate(x, y, stacked, group_index=gi)
 
     # -- results -----------------------------------------------------------------------------------
     def result(self, i: int) -> dict[str, Any]:
