@@ -167,7 +167,22 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--json", action="store_true", help="print one JSON object with the results on stdout")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.add_argument("--save", metavar="PATH", help="save the final model with its spec to PATH")
+    g = p.add_argument_group("deep ensemble (Lakshminarayanan et al. 2017)")
+    g.add_argument("--ensemble", type=_members_arg, metavar="M",
+                   help="train M >= 2 members (seeds seed..seed+M-1) as one population; test metrics of their average")
+    g.add_argument("--bootstrap", action="store_true", help="with --ensemble: each member on its own bootstrap resample")
     p.set_defaults(func=_run_train)
+
+
+def _members_arg(text: str) -> int:
+    """``--ensemble``: an integer M >= 2."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer number of members >= 2, got {text!r}") from None
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"an ensemble needs at least 2 members, got {value}")
+    return value
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -187,6 +202,8 @@ def _run_train(args: argparse.Namespace) -> int:
         config = RunConfig.from_toml(args.config, overrides)
     else:
         config = RunConfig.from_dict(overrides)
+    if args.ensemble or args.bootstrap:
+        return _run_ensemble(args, config)
     if args.save:  # before training: a run must not be lost to a path it cannot be saved to
         check_writable_file("model file", args.save)
     result = train_run(config, callbacks=[ProgressBar(quiet=args.quiet)])
@@ -223,6 +240,27 @@ def _print_train_summary(summary: dict, saved: str | None) -> None:
         f"stopped: {summary['stop_reason']}, {summary['seconds']:.1f} s"
         + (f", saved to {saved}" if saved else "")
     )
+
+
+def _run_ensemble(args: argparse.Namespace, config: object) -> int:
+    import json
+
+    from droplab.errors import ConfigError
+    from droplab.sweep.ensemble import ensemble_run
+
+    if not args.ensemble:
+        raise ConfigError("--bootstrap needs --ensemble M")
+    if args.save:
+        raise ConfigError("--save cannot hold an ensemble (a model file holds one network); drop --save or --ensemble")
+    _, summary = ensemble_run(config, args.ensemble, bootstrap=args.bootstrap)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        metric = "acc" if "test_acc" in summary else "rmse"
+        print(f"ensemble of {summary['members']} {summary['model']} on {summary['dataset']}"
+              f"{' (bootstrap)' if summary['bootstrap'] else ''}: test loss {summary['test_loss']:.4f}, "
+              f"test {metric} {summary[f'test_{metric}']:.4f}, {summary['seconds']:.1f} s")
+    return 0
 
 
 # --- sweep ------------------------------------------------------------------------------------

@@ -26,13 +26,13 @@ from droplab.sweep.population import (
     MLPNet,
     ModuleNet,
     Population,
-    Unstackable,
+    make_population,
     mlp_fast_path,
     mlp_positions,
 )
-from droplab.train.config import TrainConfig
+from droplab.train.config import RunConfig, TrainConfig
 
-__all__ = ["ensemble", "Ensemble", "ENSEMBLE_TASKS"]
+__all__ = ["ensemble", "ensemble_run", "Ensemble", "ENSEMBLE_TASKS"]
 
 #: ``"gaussian"``: regression with a mean/variance head trained on the Gaussian NLL.
 ENSEMBLE_TASKS: tuple[str, ...] = ("classification", "regression", "gaussian")
@@ -187,21 +187,22 @@ def ensemble(
             rates = tuple(_rate(spec, place, i) for place, i in mlp_positions(spec))
         group = [Member(f"member{i}", {}, s, train.replace(seed=s), rates) for i, s in enumerate(seeds)]
         if rates is not None:
-            net: Any = MLPNet(spec, input_shape, n_outputs, group)
+            make_net: Callable[[], Any] = lambda: MLPNet(spec, input_shape, n_outputs, group)  # noqa: E731
         else:
-            net = ModuleNet(lambda m: build_model(spec, input_shape, n_outputs), group)
+            make_net = lambda: ModuleNet(lambda m: build_model(spec, input_shape, n_outputs), group)  # noqa: E731
         make = lambda s: build_model(spec, input_shape, n_outputs, seed=s)  # noqa: E731
     elif callable(build):
         spec = None
         group = [Member(f"member{i}", {}, s, train.replace(seed=s)) for i, s in enumerate(seeds)]
-        try:
-            net = ModuleNet(lambda m: build(), group)
-        except Unstackable as exc:
-            raise ConfigError(f"the members cannot train as one population: {exc}") from None
+        make_net = lambda: ModuleNet(lambda m: build(), group)  # noqa: E731
         make = None
     else:
         raise ConfigError(f"build must be a ModelSpec or a function returning a module, got {type(build).__name__}")
-    pop = Population(net, group, (x, y, xv, yv), task, device=device)
+    # the one place that decides whether runs vectorize (a vmap failure surfaces here, not mid-training)
+    pop, reason = make_population(make_net, group, (x, y, xv, yv), task, device=device)
+    if pop is None:
+        raise ConfigError(f"the members cannot train as one population: {reason}")
+    net = pop.net
     if bootstrap:
         n = len(x)
         pop.resample = torch.stack(
@@ -235,3 +236,48 @@ def ensemble(
 def _rate(spec: Any, place: str, i: int) -> float:
     p = spec.dropout[place].p
     return float(p[i] if isinstance(p, tuple) else p)
+
+
+def ensemble_run(config: RunConfig, members: int, *, bootstrap: bool = False) -> tuple[Ensemble, dict[str, Any]]:
+    """What ``droplab train --ensemble M`` does: the run's data and model, M members, test metrics.
+
+    Loads ``config.data`` (split seeded as in :func:`~droplab.train.train_run`), calls
+    :func:`ensemble` with ``config.model``, ``config.train``, ``seed=config.seed`` (member ``i``
+    gets ``seed + i``) and the configured device, then scores the averaged prediction on the
+    test split: ``test_loss`` is the NLL of the averaged probabilities and ``test_acc`` their
+    accuracy (classification), or the MSE and RMSE of the mean prediction (regression).
+
+    Args:
+        config: a :class:`~droplab.train.RunConfig`.
+        members: ensemble size M (at least 2).
+        bootstrap: train each member on its own bootstrap resample.
+
+    Returns:
+        ``(ensemble, summary)``; ``summary`` is a JSON-ready dict (dataset, model, members,
+        bootstrap, seeds, test metrics, seconds).
+
+    Example:
+        >>> cfg = RunConfig.from_dict({"data": {"name": "iris"}, "train": {"epochs": 2}})  # doctest: +SKIP
+        >>> deep, summary = ensemble_run(cfg, 5)  # doctest: +SKIP
+    """
+    from droplab.inference.calibration import nll
+
+    if isinstance(members, bool) or not isinstance(members, int) or members < 2:
+        raise ConfigError(f"an ensemble needs an integer number of members >= 2, got {members!r}")
+    splits = config.data.load(default_seed=config.seed)
+    deep = ensemble(config.model, splits, members, seed=config.seed, bootstrap=bootstrap,
+                    train=config.train, device=config.train.resolve_device())
+    with torch.no_grad():
+        pred = deep(splits.x_test)
+    summary: dict[str, Any] = {
+        "dataset": config.data.name, "model": config.model.kind, "members": members,
+        "bootstrap": bootstrap, "seeds": [config.seed + i for i in range(members)],
+    }
+    if deep.task == "classification":
+        summary["test_loss"] = nll(pred, splits.y_test)
+        summary["test_acc"] = float((pred.argmax(1) == splits.y_test).double().mean())
+    else:
+        mse = float((pred.double() - splits.y_test.double().reshape(pred.shape)).pow(2).mean())
+        summary["test_loss"], summary["test_rmse"] = mse, mse**0.5
+    summary["seconds"] = deep.train_seconds
+    return deep, summary
