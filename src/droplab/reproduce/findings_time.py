@@ -145,9 +145,8 @@ def _measure_late_overfit(ctx: Context) -> _Outcome:
 
 # --- text transformer helpers ------------------------------------------------------------------------
 def _topics(ctx: Context):
-    """The pydoc topics task as a Splits-like object (cached in the context)."""
-    import dataclasses
-
+    """The pydoc topics task as :class:`~droplab.data.Splits` (cached in the context)."""
+    from droplab.data import Splits
     from droplab.data.pydoc_topics import load_topics
     from droplab.errors import DataError
 
@@ -159,20 +158,8 @@ def _topics(ctx: Context):
     except DataError as exc:
         raise Skip(str(exc)) from None
 
-    @dataclasses.dataclass
-    class _Splits:
-        x_train: torch.Tensor
-        y_train: torch.Tensor
-        x_val: torch.Tensor
-        y_val: torch.Tensor
-        x_test: torch.Tensor
-        y_test: torch.Tensor
-        input_shape: tuple[int, ...]
-        n_outputs: int
-        task: str = "classification"
-        name: str = "pydoc topics"
-
-    splits = _Splits(*data["train"], *data["val"], *data["test"], (32,), len(names))
+    splits = Splits("pydoc topics", "classification", *data["train"], *data["val"], *data["test"],
+                    len(names), (32,))
     ctx.cache[key] = (splits, vocab)
     return ctx.cache[key]
 
