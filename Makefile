@@ -12,11 +12,16 @@ test:
 	@DROPLAB_EXTRAS=test bash scripts/setup.sh
 	$(PY) -m pytest -q
 
+# The long ones run by hand: benchmarks/seeds_auto.py (two demo sweeps, 20 seeds) and
+# benchmarks/uci_protocol.py (the published UCI protocol on bostonHousing, 15-30 min).
 bench:
 	@DROPLAB_EXTRAS=optuna bash scripts/setup.sh
 	$(PY) benchmarks/dropout_kernel.py
 	$(PY) benchmarks/trainer_overhead.py
 	$(PY) benchmarks/sweep_throughput.py
+	$(PY) benchmarks/mc_inference.py
+	$(PY) benchmarks/ensemble.py
+	$(PY) benchmarks/droppath_skip.py
 
 # The documentation site, strictly (warnings are errors), offline, into docs/_build/html; the
 # gallery's examples run during the build (an unchanged example is not rerun).
