@@ -11,32 +11,13 @@ import math
 
 import pytest
 import torch
-from scipy.stats import binomtest
 
 import droplab.functional as F
 import droplab.nn as dn
 from droplab.errors import ConfigError
+from _layer_stats import ALPHA_PRIME, K_SIGMA, _alpha_coeffs, _assert_binomial, _gen
 
 SEEDS = [0, 1, 2, 3, 4]
-ALPHA = 1e-4
-K_SIGMA = 5.0
-
-# Alpha dropout constants, recomputed here from the SELU paper rather than imported.
-ALPHA_PRIME = -1.0507009873554804934193349852946 * 1.6732632423543772848170429916717
-
-
-def _gen(seed):
-    return torch.Generator().manual_seed(seed)
-
-
-def _assert_binomial(k, n, p):
-    pvalue = binomtest(int(k), int(n), p).pvalue
-    assert pvalue > ALPHA, f"{k}/{n} dropped, expected rate {p}: binomial p-value {pvalue:.2e}"
-
-
-def _alpha_coeffs(p):
-    a = ((1 - p) * (1 + p * ALPHA_PRIME**2)) ** -0.5
-    return a, -a * p * ALPHA_PRIME
 
 
 # Each case: a function (x, p, generator) -> y, an all-ones-like input builder, and a function

@@ -18,9 +18,7 @@ import droplab.functional as DF
 import droplab.nn as dn
 from droplab.functional import unit as _unit
 
-
-def _gen(seed):
-    return torch.Generator().manual_seed(seed)
+from _layer_stats import _gen
 
 
 CL = torch.channels_last
