@@ -979,12 +979,17 @@ class Population:
             else torch.tensor([self.groups[i] for i in self.rows], device=self.device)
         )
         # L1/L2 strengths per row: a run of one optimizer may mix them (a grid over L2).
+        # (name, the strength every row shares or None, per-row strengths when they differ)
         self._penalties = []
         for name in ("l1", "l2"):
-            values = [getattr(self.members[i].train, name) for i in self.rows]
             scale = 2.0 if name == "l2" else 1.0  # d/dw l2 * w**2 = 2 l2 w
-            per_row = torch.tensor([scale * v for v in values], device=self.device).view(-1, 1, 1)
-            self._penalties.append((name, [scale * v for v in values], per_row))
+            values = [scale * getattr(self.members[i].train, name) for i in self.rows]
+            if not any(values):
+                continue
+            if len(set(values)) == 1:
+                self._penalties.append((name, values[0], None))
+            else:
+                self._penalties.append((name, None, torch.tensor(values, device=self.device)))
         self.runs: list[_Run] = []
         for j, i in enumerate(self.rows):
             train = self.members[i].train
@@ -1205,14 +1210,12 @@ class Population:
         return running
 
     def _apply_regularizers(self, grads: dict[str, torch.Tensor]) -> None:
-        for name, values, per_row in self._penalties:
-            if not any(values):
-                continue
+        for name, same, per_row in self._penalties:
             for n in self.net.weight_names:
                 w, g = self.params[n], grads[n]
                 term = torch.sign(w) if name == "l1" else w
-                if len(set(values)) == 1:
-                    g.add_(term, alpha=values[0])
+                if per_row is None:
+                    g.add_(term, alpha=same)
                 else:
                     g.addcmul_(term, per_row.view(-1, *([1] * (w.dim() - 1))))
 
