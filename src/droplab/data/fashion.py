@@ -8,16 +8,14 @@ grey levels, 10 classes, stored in the idx format of LeCun's MNIST (gzipped or r
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import shutil
 import tempfile
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 
+from droplab.data._download import fetch_verified
 from droplab.errors import DataError
 
 __all__ = [
@@ -220,19 +218,8 @@ def download_fashion_mnist(
     try:
         for name in FASHION_MNIST_FILES.values():
             url = base_url.rstrip("/") + "/" + name
-            try:
-                with urllib.request.urlopen(url, timeout=timeout) as response:
-                    payload = response.read()
-            except (urllib.error.URLError, OSError) as exc:
-                raise DataError(
-                    f"could not download Fashion-MNIST file {url}: {exc}; {_INSTALL_HINT}"
-                ) from None
-            digest = hashlib.sha256(_decompress(payload, url)).hexdigest()
-            if digest != FASHION_MNIST_SHA256[name]:
-                raise DataError(
-                    f"checksum mismatch for {url}: expected SHA-256 "
-                    f"{FASHION_MNIST_SHA256[name]}, got {digest}; the download was discarded"
-                )
+            payload = fetch_verified(url, FASHION_MNIST_SHA256[name], what="Fashion-MNIST", hint=_INSTALL_HINT,
+                                     timeout=timeout, content=lambda b, url=url: _decompress(b, url))
             (tmp / name).write_bytes(payload)
         target.mkdir(parents=True, exist_ok=True)
         for name in FASHION_MNIST_FILES.values():

@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import urllib.error
-import urllib.request
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from droplab._checks import did_you_mean
+from droplab.data._download import fetch_verified
 from droplab.data._uci_sums import UCI_SHA256
 from droplab.errors import DataError
 
@@ -236,14 +235,7 @@ def download_uci(
         if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == digest:
             continue
         url = f"{base_url.rstrip('/')}/{name}/data/{file}"
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
-                payload = response.read()
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise DataError(f"could not download UCI file {url}: {exc}; pass --data-dir DIR") from None
-        got = hashlib.sha256(payload).hexdigest()
-        if got != digest:
-            raise DataError(f"checksum mismatch for {url}: expected SHA-256 {digest}, got {got}")
+        payload = fetch_verified(url, digest, what="UCI", hint="pass --data-dir DIR", timeout=timeout)
         partial = path.with_name(path.name + ".part")
         partial.write_bytes(payload)
         partial.replace(path)
