@@ -285,7 +285,7 @@ def test_an_address_nobody_answers_on_is_refused_at_once():
 
 @needs_ray
 def test_tasks_are_sized_to_the_local_thread_count_and_the_nodes(monkeypatch):
-    from droplab.sweep.engine import _Job
+    from droplab.sweep.executors import Job as _Job
     from droplab.sweep.ray_executor import RayExecutor
 
     class _R:

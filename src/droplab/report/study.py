@@ -20,7 +20,8 @@ Conventions, decided once here (the same as the sweep engine's, so the page and
   ``"none"``), and, for a user's build function, any numeric parameter whose name contains
   ``dropout`` (the engine's rule). Every other parameter is an ordinary axis.
 * The *baseline* of a configuration is the one with the same other parameters and no dropout
-  at the places the study varies; paired differences use the seeds both share.
+  at the places the study varies (the sweep's rule, ``droplab.sweep.selection``); paired
+  differences use the seeds both share.
 * Intervals and verdicts follow the study's decision rule (:func:`droplab.stats.compare`):
   the ``stat`` the sweep stored (``"t"`` or ``"bootstrap"``), else the default for the
   smallest number of seeds a configuration has.
@@ -45,8 +46,8 @@ from typing import Any
 
 from droplab.errors import ConfigError, StoreError
 from droplab.models.spec import PLACES, parse_dropout
-from droplab.stats import Estimate, clip_interval, mean_ci, one_standard_error, paired_difference, select_best
-from droplab.stats import Comparison, compare, interval, resolve_stat, rule_text
+from droplab.stats import Comparison, Estimate, compare, mean_ci, paired_difference, resolve_stat, rule_text
+from droplab.sweep import selection
 from droplab.sweep.store import Store
 
 __all__ = ["USED_STATUSES", "PLACEMENT", "dropout_rates", "Run", "Configuration", "Study", "load_study", "format_value"]
@@ -210,8 +211,7 @@ class Configuration:
 
     def estimate(self, metric: str) -> Estimate:
         """Mean and 95% CI of ``metric`` across seeds, under the study's rule (an accuracy's CI within [0, 1])."""
-        est = interval(list(self.values(metric).values()), self.stat)
-        return clip_interval(est) if metric.endswith("acc") else est
+        return selection.metric_interval(list(self.values(metric).values()), metric, self.stat)
 
     def cost_values(self, name: str) -> dict[int, float]:
         """Seed -> cost ``name`` of the run."""
@@ -305,26 +305,17 @@ def dropout_rates(params: Mapping[str, Any]) -> tuple[dict[str, float], dict[str
     return rates, axes
 
 
-#: Parameters (last dotted component) that count as regularization strength, besides dropout.
-_STRENGTH_NAMES = ("weight_decay", "l2", "l1")
-_REG_NAMES = (*_STRENGTH_NAMES, "max_norm")
-
-
 def regularization_strength(config: Configuration) -> tuple:
-    """Sort key for "more regularized": total dropout rate, then weight decay, L2, L1, tighter max-norm.
+    """Sort key for "more regularized" (``droplab.sweep.selection.strength``) from a stored configuration.
 
-    The order the one-standard-error rule picks the most regularized configuration by (the
-    sweep engine's order; used only when a study has no stored summary).
+    Total dropout rate, then weight decay, L2, L1 and a tighter max-norm, read from the
+    configuration's parameters (absent: none). Used only when a study has no stored summary.
     """
     by_short = {k.rsplit(".", 1)[-1]: v for k, v in config.params.items()}
-    others = tuple(float(by_short[n]) if _finite(by_short.get(n)) else 0.0 for n in _STRENGTH_NAMES)
+    wd, l2, l1 = (float(by_short[n]) if _finite(by_short.get(n)) else 0.0 for n in ("weight_decay", "l2", "l1"))
     mn = by_short.get("max_norm")
-    tight = -float(mn) if _finite(mn) else -math.inf
-    return (round(config.total_rate, 12), *others, tight)
-
-
-def _maximize(metric: str) -> bool:
-    return metric.rsplit("_", 1)[-1] in ("acc", "accuracy")
+    return selection.strength([config.total_rate], weight_decay=wd, l2=l2, l1=l1,
+                              max_norm=float(mn) if _finite(mn) else None)
 
 
 # --- the study ----------------------------------------------------------------------------------
@@ -371,7 +362,7 @@ class Study:
     @property
     def score_metric(self) -> str:
         """``val_acc`` or ``val_rmse``: the metric shown next to the loss."""
-        return "val_acc" if self.task == "classification" else "val_rmse"
+        return "val_" + selection.score_name(self.task)
 
     def config(self, key: str) -> Configuration | None:
         """The configuration with this key (None if absent)."""
@@ -380,15 +371,24 @@ class Study:
     def _rest(self, c: Configuration, leave_out: Any) -> tuple:
         return tuple(sorted((k, repr(v)) for k, v in c.params.items() if not leave_out(k)))
 
+    def baseline_axes(self, config: Configuration) -> list[str]:
+        """The rate axes a baseline of ``config`` has no dropout on: those the study varies, and
+        when a whole placement string varies, every rate axis (no dropout anywhere)."""
+        if PLACEMENT in self.dropout_axes.values():
+            return list(dict.fromkeys([*self.dropout_axes, *selection.rate_axes(config.params)]))
+        return list(self.dropout_axes)
+
     def baseline_for(self, config: Configuration) -> Configuration | None:
-        """The configuration with the same other parameters and no dropout (None if absent)."""
+        """The configuration with the same other parameters and no dropout (None if absent).
+
+        The rule is the sweep's (``droplab.sweep.selection.find_baseline``).
+        """
         if not self.dropout_axes:
             return None
-        target = self._rest(config, self.dropout_axes.__contains__)
-        for c in self.configurations:
-            if c.is_baseline and self._rest(c, self.dropout_axes.__contains__) == target:
-                return c
-        return None
+        key = selection.find_baseline(
+            config.params, {c.key: c.params for c in self.configurations if c.is_baseline}, self.baseline_axes(config)
+        )
+        return None if key is None else self.config(key)
 
     def peers(self, config: Configuration) -> list[Configuration]:
         """Configurations that differ from ``config`` only in dropout (itself included)."""
@@ -398,7 +398,7 @@ class Study:
     def best_peer(self, config: Configuration) -> Configuration:
         """The best of :meth:`peers` by the selection metric (``config`` itself if none is finite)."""
         peers = self.peers(config)
-        key = select_best({c.key: c.estimate(self.metric) for c in peers}, maximize=self.maximize)
+        key = selection.best({c.key: c.estimate(self.metric) for c in peers}, maximize=self.maximize)
         return config if key is None else next(c for c in peers if c.key == key)
 
     def describe(self, config: Configuration) -> str:
@@ -458,7 +458,7 @@ class Study:
         """The configuration with the best mean of the selection metric (the sweep's ``best``)."""
         if self.summary is not None and "best" in self.summary:
             return self._summary_pick("best")
-        key = select_best(self.estimates(), maximize=self.maximize)
+        key = selection.best(self.estimates(), maximize=self.maximize)
         return None if key is None else self.config(key)
 
     @property
@@ -466,21 +466,13 @@ class Study:
         """The one-standard-error choice: most regularized within one SE of the best.
 
         Candidates differ from the best only in regularization (dropout rates, weight decay,
-        L1, L2, max-norm), as in the sweep engine.
+        L1, L2, max-norm): the sweep's rule (``droplab.sweep.selection.one_se``).
         """
         if self.summary is not None and "one_se" in self.summary:
             return self._summary_pick("one_se")
-        best = self.selected
-        if best is None:
-            return None
-
-        def is_reg(k: str) -> bool:
-            return k in self.dropout_axes or k.rsplit(".", 1)[-1] in _REG_NAMES
-
-        same = [c.key for c in self.configurations if self._rest(c, is_reg) == self._rest(best, is_reg)]
         order = {c.key: regularization_strength(c) for c in self.configurations}
-        key = one_standard_error(self.estimates(), maximize=self.maximize, strength=order.__getitem__,
-                                 candidates=same)
+        key = selection.one_se(self.estimates(), maximize=self.maximize,
+                               params={c.key: c.params for c in self.configurations}, strength=order.__getitem__)
         return None if key is None else self.config(key)
 
     @property
@@ -512,7 +504,7 @@ class Study:
         metric = metric or self.metric
         values = {base.key: base.values(metric)}
         values.update({c.key: c.values(metric) for c in self.peers(config) if c.key != base.key})
-        return compare(values, base.key, maximize=_maximize(metric) if metric != self.metric else self.maximize,
+        return compare(values, base.key, maximize=selection.maximize(metric) if metric != self.metric else self.maximize,
                        stat=self.stat)[config.key]
 
     @property
@@ -586,14 +578,9 @@ def _axis_value(study: Study, axis: str, value: Any) -> str:
     return f"{axis.rsplit('.', 1)[-1] if axis.count('.') else axis}={format_value(value)}"
 
 
-def _mark_baselines(configs: list[Configuration], dropout_axes: dict[str, str]) -> None:
-    for c in configs:
-        if not dropout_axes:
-            c.is_baseline = False
-        elif PLACEMENT in dropout_axes.values():  # a whole placement string varies
-            c.is_baseline = all(v == 0 for v in c.rates.values())
-        else:
-            c.is_baseline = all(c.rates.get(place, 0.0) == 0 for place in dropout_axes.values())
+def _mark_baselines(study: Study) -> None:
+    for c in study.configurations:
+        c.is_baseline = bool(study.dropout_axes) and selection.is_baseline(c.params, study.baseline_axes(c))
 
 
 def _labels(study: Study) -> None:
@@ -659,13 +646,12 @@ def _read(store: Store) -> Study:
         names += [k for k in c.params if k not in names]
     axes = [a for a in names if len({repr(c.params.get(a)) for c in configs}) > 1]
     dropout_axes = {a: p for a, p in dropout_axes.items() if a in axes}
-    _mark_baselines(configs, dropout_axes)
     has_acc = any("val_acc" in r.result or any("val_acc" in row for row in r.history[:1])
                   for c in configs for r in c.runs)
-    task = "classification" if has_acc else "regression"
     summary = store.summary()
     spec = record["spec"] if isinstance(record["spec"], dict) else {}
-    metric = (summary or {}).get("metric") or spec.get("metric") or ("val_acc" if has_acc else "val_loss")
+    task = "classification" if has_acc else "regression"
+    metric = (summary or {}).get("metric") or spec.get("metric") or selection.default_metric(task)
     maximize = (summary or {}).get("maximize")
     study = Study(
         path=str(store.path),
@@ -680,8 +666,9 @@ def _read(store: Store) -> Study:
         dropout_axes=dropout_axes,
         task=task,
         metric=str(metric),
-        maximize=bool(maximize) if isinstance(maximize, bool) else _maximize(str(metric)),
+        maximize=bool(maximize) if isinstance(maximize, bool) else selection.maximize(str(metric)),
     )
+    _mark_baselines(study)
     requested = spec.get("stat")
     study.stat_requested = requested if requested in ("t", "bootstrap") else None
     stored = (summary or {}).get("stat")

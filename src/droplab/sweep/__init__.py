@@ -9,7 +9,9 @@ or with your own model::
     result = run_sweep(lambda cfg: make_net(cfg["p"]), data=(x, y, xv, yv),
                        space={"p": [0.0, 0.2, 0.5]}, seeds=5, store="study.db")
 
-- :func:`run_sweep` -- the engine (validation, populations, store, resume, selection).
+- :func:`run_sweep` -- the engine (validation, populations, store, resume, summary).
+- ``droplab.sweep.selection`` -- which configuration wins: metric direction, baseline,
+  regularization strength, best and one-SE choice (shared with the report).
 - :class:`SweepConfig` -- a sweep from TOML and flags, validated up front.
 - :class:`GridSpace`, :class:`RandomSpace`, :class:`OptunaSpace` and the distributions.
 - :class:`Population`, :class:`MLPNet`, :class:`ModuleNet` -- vectorized training.
@@ -20,7 +22,10 @@ or with your own model::
 """
 
 from droplab.sweep.config import SweepConfig
-from droplab.sweep.engine import MEMBER_FIELDS, LocalExecutor, SweepResult, run_sweep
+from droplab.sweep.engine import run_sweep
+from droplab.sweep.executors import LocalExecutor
+from droplab.sweep.plan import MEMBER_FIELDS
+from droplab.sweep.result import SweepResult
 from droplab.sweep.population import Member, MLPNet, ModuleNet, Population, Unstackable, make_population
 from droplab.sweep.space import (
     SAMPLERS,

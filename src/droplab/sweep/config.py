@@ -45,6 +45,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 from collections.abc import Mapping
@@ -52,6 +53,9 @@ from typing import Any
 
 from droplab._checks import check_choice, check_keys, check_nonneg_float, check_positive_int
 from droplab.errors import ConfigError
+from droplab.sweep.executors import EXECUTORS
+from droplab.sweep.plan import SpecPlan, seed_list
+from droplab.sweep.selection import METRICS, maximize
 from droplab.sweep.space import SAMPLERS, SearchSpace, make_space, parse_axis
 from droplab.train.config import DataConfig, TrainConfig, merge_overrides, read_toml
 
@@ -64,7 +68,6 @@ _TOP = (
     "stat",
     "max_seeds",
 )
-_METRICS = ("val_acc", "val_loss", "val_rmse")
 
 
 def _model_spec(values: Any, where: str):
@@ -171,16 +174,14 @@ class SweepConfig:
         seeds = self.seeds
         if isinstance(seeds, (list, tuple)):
             set_(self, "seeds", tuple(seeds))
-        from droplab.sweep.engine import _seed_list
-
         check_positive_int("max_seeds", self.max_seeds)
         if self.seeds != "auto":
-            _seed_list(self.seeds)
+            seed_list(self.seeds)
         elif self.sampler == "tpe":
             raise ConfigError("seeds = 'auto' races the configurations of a grid or random space; "
                               "TPE already chooses what to train next")
         if self.metric is not None:
-            check_choice("metric", self.metric, _METRICS)
+            check_choice("metric", self.metric, METRICS)
         if self.stat is not None:
             from droplab.stats import STATS
 
@@ -193,8 +194,6 @@ class SweepConfig:
         if not isinstance(self.population, bool):
             raise ConfigError(f"population must be true or false, got {self.population!r}")
         set_(self, "checkpoint_seconds", check_nonneg_float("checkpoint_seconds", self.checkpoint_seconds))
-        from droplab.sweep.engine import EXECUTORS
-
         check_choice("executor", self.executor, EXECUTORS)
         if self.address is not None:
             if not isinstance(self.address, str) or not self.address.strip():
@@ -203,8 +202,9 @@ class SweepConfig:
                 raise ConfigError(f"address applies to executor 'ray' (a Ray cluster), got executor {self.executor!r}")
         if "model" in self.space and not self.models:
             raise ConfigError("axis 'model' names architectures; define them as [models.<name>] tables")
-        # Building the space checks sampler/trials combinations now, not at run time.
-        self.make_space()
+        # Building the space checks sampler/trials combinations now, not at run time; it is
+        # built once, here, and each sweep takes a copy (a space remembers what it asked).
+        set_(self, "_space", self._build_space())
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -268,28 +268,30 @@ class SweepConfig:
     # -- what the engine needs -------------------------------------------------------------------
     def seed_list(self) -> list[int]:
         """The seeds as a list."""
-        from droplab.sweep.engine import _seed_list
-
         if self.seeds == "auto":
             return list(range(self.max_seeds))
-        return _seed_list(list(self.seeds) if isinstance(self.seeds, tuple) else self.seeds)
+        return seed_list(list(self.seeds) if isinstance(self.seeds, tuple) else self.seeds)
 
     def make_space(self) -> SearchSpace:
-        """The search space (a fresh one: spaces remember what they asked)."""
-        maximize = self.metric != "val_loss" and self.metric != "val_rmse"
+        """The search space (a fresh copy of the one built at validation: spaces remember what they asked)."""
+        return copy.deepcopy(self._space)
+
+    def _build_space(self) -> SearchSpace:
+        # Without a metric the direction follows the task's default, which the engine sets once
+        # it has seen the data (an accuracy until then).
+        up = True if self.metric is None else maximize(self.metric)
         return make_space(
             dict(self.space), self.sampler, trials=self.trials, seed=self.sampler_seed,
-            batch=self.batch, maximize=maximize,
+            batch=self.batch, maximize=up,
         )
 
     def plan(self):
         """The engine's plan for droplab's own models (data from ``[data]``)."""
-        from droplab.sweep.engine import _SpecPlan
 
         def load(options: dict[str, Any]):
             return DataConfig.from_dict(options).load()
 
-        return _SpecPlan(self.model, self.models, self.train, self.data.to_dict(), self.population, load)
+        return SpecPlan(self.model, self.models, self.train, self.data.to_dict(), self.population, load)
 
 
 def _drop_overridden_axes(values: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from torch import nn
 
 from droplab.stats import mean_ci
 
-__all__ = ["measure_step_costs", "STEPS", "ROUNDS", "WARMUP"]
+__all__ = ["measure_step_costs", "sweep_step_costs", "STEPS", "ROUNDS", "WARMUP"]
 
 #: Timed optimizer steps per configuration and round.
 STEPS = 10
@@ -200,4 +200,51 @@ def _measure(makers, x, y, loss, baseline, steps, rounds, warmup) -> dict[str, d
         mem = out[b]["memory_mb"]
         out[k].update(baseline=b, ratio=est.mean, ratio_lo=est.lo, ratio_hi=est.hi,
                       memory_ratio=out[k]["memory_mb"] / mem if mem > 0 else math.nan)
+    return out
+
+
+def sweep_step_costs(plan: Any, resolved: list[Any], seed: int, baseline: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """:func:`measure_step_costs` of a sweep's configurations (what ``SweepResult.step_cost`` holds).
+
+    Configurations on the same data are timed interleaved on one batch of the first one's
+    batch size, each built as the sweep builds it (seed ``seed``); the global RNG is left as it
+    was.
+
+    Args:
+        plan: the sweep's plan (:mod:`droplab.sweep.plan`): data and model builders.
+        resolved: the configurations (``plan.resolve`` results), in sweep order.
+        seed: the seed each model is built with.
+        baseline: configuration key -> key of its no-dropout baseline.
+    """
+    import torch.nn.functional as F
+
+    from droplab.sweep.population import Member
+    from droplab.train.optim import build_optimizer
+
+    groups: dict[str, list[Any]] = {}
+    for r in resolved:
+        groups.setdefault(r.data_key, []).append(r)
+    out: dict[str, dict[str, Any]] = {}
+    for rs in groups.values():
+        splits = plan.data(rs[0])
+        device = rs[0].train.resolve_device()
+        bs = min(rs[0].train.batch_size, len(splits.x_train))
+        x, y = splits.x_train[:bs].to(device), splits.y_train[:bs].to(device)
+        if splits.task == "classification":
+            loss = F.cross_entropy
+        else:
+            y, loss = y.float().reshape(len(y), -1), F.mse_loss
+
+        def maker(r: Any, splits: Any = splits, device: torch.device = device) -> Callable[[], Any]:
+            def make():
+                member = Member(r.key, r.params, seed, r.train, r.rates)
+                torch.manual_seed(seed)
+                model = plan.builder(r, splits)(member).to(device)
+                return model, build_optimizer(model, r.train)
+            return make
+
+        base = {r.key: baseline[r.key] for r in rs if r.key in baseline}
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(0)
+            out.update(measure_step_costs({r.key: maker(r) for r in rs}, x, y, loss=loss, baseline=base))
     return out

@@ -64,6 +64,7 @@ from typing import Any
 import torch
 
 from droplab.errors import ConfigError, DroplabError
+from droplab.sweep.executors import Driver, Job
 
 __all__ = ["RayExecutor", "MISSING_RAY"]
 
@@ -163,7 +164,7 @@ class RayExecutor:
         return cpus, gpus
 
     # -- running ---------------------------------------------------------------------------------
-    def run(self, jobs: Sequence[Any], driver: Any) -> None:
+    def run(self, jobs: Sequence[Job], driver: Driver) -> None:
         """Submit every job, record the events as they stream back, retry failed ones."""
         import droplab
 
@@ -275,15 +276,15 @@ class _Raised:
 def _task(work, splits, threads: int, version: str):
     """One population on a worker: train it, yield its events as they happen.
 
-    The training (the same ``_train_job`` as a local sweep) runs in a thread that hands its
+    The training (the same :func:`~droplab.sweep.executors.train_job` as a local sweep) runs in a thread that hands its
     events over a small queue; this generator yields them to the driver.
     """
     import ray
 
     import droplab
-    from droplab.sweep.engine import _train_job, _worker_info
+    from droplab.sweep.executors import train_job, worker_info
 
-    worker = {**_worker_info(), "node": ray.get_runtime_context().get_node_id()}
+    worker = {**worker_info(), "node": ray.get_runtime_context().get_node_id()}
     if droplab.__version__ != version:
         raise ConfigError(
             f"worker {worker['host']} has droplab {droplab.__version__}, the driver {version}; "
@@ -295,7 +296,7 @@ def _task(work, splits, threads: int, version: str):
     def train() -> None:
         try:
             torch.set_num_threads(threads)
-            _train_job(work, splits, events.put, worker)
+            train_job(work, splits, events.put, worker)
         except BaseException as exc:  # noqa: BLE001 - handed to the task, which raises it
             events.put(_Raised(exc))
         else:
