@@ -561,7 +561,7 @@ class _Engine:
         )
 
     def apply(self, job: Job, event: dict[str, Any]) -> None:
-        """Record one event of ``job``'s training (see :func:`_train_job`) in the store."""
+        """Record one event of ``job``'s training (see :func:`~droplab.sweep.executors.train_job`) in the store."""
         kind, part, epochs = event["kind"], job.part, job.epochs
         if kind == "note":
             self.note(event["text"])
