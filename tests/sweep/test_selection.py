@@ -180,3 +180,31 @@ def test_one_se_never_trades_a_non_regularization_axis():
     strength = {"lr=0.1": selection.strength([0.0]), "lr=0.2": selection.strength([0.5])}
     assert selection.one_se(est, maximize=True, params=params, strength=strength.__getitem__) == "lr=0.1"
     assert selection.one_se({}, maximize=True, params={}, strength=strength.__getitem__) is None
+
+
+# --- the engine and the report follow these rules -------------------------------------------------
+def test_each_configuration_is_resolved_once_and_engine_and_report_agree_on_the_baseline(tmp_path, monkeypatch):
+    from _toy import toy_tensors
+
+    from droplab.models import ModelSpec
+    from droplab.report import load_study
+    from droplab.sweep import run_sweep
+    from droplab.sweep.plan import SpecPlan
+    from droplab.train import TrainConfig
+
+    calls = []
+    resolve = SpecPlan.resolve
+    monkeypatch.setattr(SpecPlan, "resolve", lambda self, params: calls.append(dict(params)) or resolve(self, params))
+    space = {"dropout.hidden": [0, 0.5], "train.lr": [0.01, 0.05]}  # an int 0: no dropout all the same
+    result = run_sweep(ModelSpec(hidden=(8,)), data=toy_tensors(), space=space, seeds=2,
+                       train=TrainConfig(epochs=2, batch_size=50), store=str(tmp_path / "s.db"), progress=False)
+    assert sorted(config_key(p) for p in calls) == sorted({config_key(p) for p in calls})
+    assert len(calls) == 4
+    study = load_study(tmp_path / "s.db")
+    for row in result.rows:
+        c = study.config(row["key"])
+        base = study.baseline_for(c)
+        if row["params"]["dropout.hidden"] == 0:
+            assert c.is_baseline and row["diff"] is None
+        else:
+            assert row["diff"]["baseline"] == base.key == config_key({**row["params"], "dropout.hidden": 0})

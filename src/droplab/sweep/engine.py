@@ -66,10 +66,8 @@ def _estimate_mb(net_kind: str, r: Resolved, splits, k: int) -> float:
     return k * per_member / 2**20
 
 
-
 def _rows_for_store(row: dict[str, Any]) -> dict[str, Any]:
     return {k: (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v) for k, v in row.items() if k != "epoch"}
-
 
 
 def _make_executor(executor: Any, address: str | None) -> Any:
@@ -279,8 +277,13 @@ def run_sweep(
     ).run()
 
 
-
 class _Engine:
+    """The driver of one sweep: plans the populations, writes the store, summarizes.
+
+    It is the :class:`~droplab.sweep.executors.Driver` an executor talks to (``prepare``,
+    ``apply``, ``fail``, ``note``, ``splits``, ``keep_final``).
+    """
+
     def __init__(self, *, plan, space, seeds, store, metric, name, memory_mb, checkpoint_seconds,
                  confidence, spec, progress, console, on_epoch, executor, stat=None, race=None):
         self.plan = plan
@@ -804,7 +807,6 @@ class _Engine:
             cache.clear()  # keep one population in memory at a time
             cache[pkey] = pop
         return cache[pkey]
-
 
 
 def _sortable(value: Any) -> tuple:
