@@ -28,12 +28,9 @@ from droplab.sweep import selection
 from droplab.sweep.executors import EXECUTORS, Job, LocalExecutor, Work, make_population_of
 from droplab.sweep.plan import (
     MEMBER_FIELDS,
-    ModulePlan,
     Resolved,
-    SpecPlan,
-    TensorData,
     group_hash,
-    load_data,
+    make_plan,
     seed_list,
     to_json,
 )
@@ -219,27 +216,7 @@ def run_sweep(
         space = {}
     if not isinstance(space, SearchSpace):
         space = GridSpace(space)
-    from droplab.models import ModelSpec
-
-    if isinstance(build, ModelSpec):
-        if data is None:
-            raise ConfigError("data is required: a dict of load_dataset options like {'name': 'mnist1d'}, or a Splits")
-        if isinstance(data, Mapping):
-            plan: Any = SpecPlan(build, models, train, dict(data), population, load_data)
-        else:
-            splits = TensorData(data)
-            plan = SpecPlan(
-                build, models, train, {"tensors": splits.fingerprint()}, population,
-                lambda opts: splits, fixed_data=True,
-            )
-    elif build is None:
-        raise ConfigError("run_sweep needs a build function, a ModelSpec or a SweepConfig")
-    else:
-        if models:
-            raise ConfigError("models applies to droplab's ModelSpec sweeps; a build function builds its own")
-        if data is None:
-            raise ConfigError("data is required: (x_train, y_train, x_val, y_val[, x_test, y_test]) or a Splits")
-        plan = ModulePlan(build, data, train, population)
+    plan = make_plan(build, data, train, models=models, population=population)
     race = None
     if isinstance(seeds, str) and seeds == "auto":
         from droplab._checks import check_positive_int

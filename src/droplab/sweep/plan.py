@@ -34,7 +34,7 @@ from droplab.sweep.space import config_key
 from droplab.train.config import TrainConfig
 
 __all__ = [
-    "MEMBER_FIELDS", "Resolved", "SpecPlan", "ModulePlan", "TensorData", "seed_list", "load_data",
+    "MEMBER_FIELDS", "Resolved", "SpecPlan", "ModulePlan", "TensorData", "make_plan", "seed_list", "load_data",
     "group_hash", "to_json",
 ]
 
@@ -394,6 +394,30 @@ class ModulePlan:
             "data": self.splits.fingerprint(),
         }
 
+
+def make_plan(build: Any, data: Any, train: TrainConfig, *, models: Mapping[str, Any] | None = None,
+              population: bool = True) -> SpecPlan | ModulePlan:
+    """The plan of ``run_sweep(build, data, ...)``: a :class:`SpecPlan` for a ``ModelSpec``
+    (``data``: ``load_dataset`` options, or tensors), a :class:`ModulePlan` for a build function."""
+    from droplab.models import ModelSpec
+
+    if isinstance(build, ModelSpec):
+        if data is None:
+            raise ConfigError("data is required: a dict of load_dataset options like {'name': 'mnist1d'}, or a Splits")
+        if isinstance(data, Mapping):
+            return SpecPlan(build, models, train, dict(data), population, load_data)
+        splits = TensorData(data)
+        return SpecPlan(
+            build, models, train, {"tensors": splits.fingerprint()}, population,
+            lambda opts: splits, fixed_data=True,
+        )
+    if build is None:
+        raise ConfigError("run_sweep needs a build function, a ModelSpec or a SweepConfig")
+    if models:
+        raise ConfigError("models applies to droplab's ModelSpec sweeps; a build function builds its own")
+    if data is None:
+        raise ConfigError("data is required: (x_train, y_train, x_val, y_val[, x_test, y_test]) or a Splits")
+    return ModulePlan(build, data, train, population)
 
 def seed_list(seeds: int | Sequence[int]) -> list[int]:
     """A count ``n`` (seeds ``0..n-1``) or a list of distinct non-negative seeds -> the list.
