@@ -9,7 +9,7 @@ One rule for lists, in ``droplab sweep``: the flags shown with ``LIST`` (``--dro
 ``--weight-decay``, ``--l1``, ``--l2``, ``--max-norm``) take comma-separated values, and **one
 value sets the base configuration, two or more make an axis**: ``--lr 1e-2`` sets ``[train] lr``,
 ``--lr 1e-3,1e-2`` sweeps it. ``--dropout`` follows the dropout grammar
-(:mod:`droplab.models.grammar`) and the same rule per place, for its rates and its schedules.
+(``droplab.models.grammar``) and the same rule per place, for its rates and its schedules.
 ``--axis NAME=VALUES`` always makes an axis. A flag replaces what the file says for its key,
 the file's axis of that name included (``--dropout hidden=...`` also replaces a whole-string
 ``dropout`` axis). ``droplab train`` takes one value per flag. A key set by two flags
@@ -72,6 +72,7 @@ class Flag:
 
     @property
     def dest(self) -> str:
+        """The argparse destination: the name without dashes (``val_fraction``)."""
         return self.name.lstrip("-").replace("-", "_")
 
 

@@ -74,7 +74,7 @@ class DropoutEntry:
 def parse_dropout_entries(
     text: str, *, places: Iterable[str] | None = None, what: str = "dropout entry"
 ) -> dict[str, DropoutEntry]:
-    """Parse a dropout string (grammar in :mod:`droplab.models.grammar`) into its entries.
+    """Parse a dropout string (grammar in ``droplab.models.grammar``) into its entries.
 
     Args:
         text: the string, e.g. ``"input=0.1,hidden=0,0.5:gaussian"``.

@@ -304,7 +304,7 @@ def parse_dropout(text: str) -> dict[str, DropoutSpec]:
     """Parse a dropout string into one :class:`DropoutSpec` per place.
 
     The grammar (one for the TOML files, ``droplab train`` and ``droplab sweep``) is documented
-    in :mod:`droplab.models.grammar`: comma-separated ``place=rate[:layer[:option=value...]]``
+    in ``droplab.models.grammar``: comma-separated ``place=rate[:layer[:option=value...]]``
     entries; a rate may be several per-layer rates separated by ``/``; a schedule field
     (``early@5``, ``depth``, ...) may stand anywhere after the rate, and two combine. A model
     takes one rate and at most one schedule per place; a list of them is a sweep axis

@@ -370,7 +370,7 @@ def parse_axis_flag(text: str) -> tuple[str, list[Any]]:
 
 def parse_dropout_flag(text: str) -> tuple[str, list[Any], str | None]:
     """``"hidden=0,0.1,0.2:gaussian"`` -> ``("hidden", [0, 0.1, 0.2], "gaussian")``: one place
-    of the dropout grammar (:mod:`droplab.models.grammar`), its rates and its layer.
+    of the dropout grammar (``droplab.models.grammar``), its rates and its layer.
 
     Per-layer rates are written with ``/``: ``hidden=0.5/0.3,0.2/0.1``.
 

@@ -6,7 +6,7 @@
 - :class:`EarlyStopping` -- patience, and Prechelt's (1998) GL, PQ and UP criteria.
 - :class:`RunConfig` (``[data]`` :class:`DataConfig`, ``[model]`` ModelSpec, ``[train]``),
   :func:`build_run`, :func:`train_run`, :func:`save_model`, :func:`load_model` -- a whole run
-  from a TOML file, as the ``droplab train`` command uses it (:mod:`droplab.train.run`).
+  from a TOML file, as the ``droplab train`` command uses it (``droplab.train.run``).
   :class:`DataConfig` lives in :mod:`droplab.data` and is re-exported here.
 """
 
