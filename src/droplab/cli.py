@@ -92,36 +92,9 @@ def _print_runs_table(runs: list[dict], title: str) -> None:
 
 
 # --- train ------------------------------------------------------------------------------------
-def _int_list(text: str) -> list[int] | int:
-    """``"256,256"`` -> ``[256, 256]``; ``"5"`` -> ``5`` (sizes, kernel sizes, strides)."""
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}")
-    return values
-
-
-# flag dest -> (section, key); flags override the TOML file key by key.
-_TRAIN_FLAGS = {
-    "dataset": ("data", "name"), "data_dir": ("data", "data_dir"), "data": ("data", "path"),
-    "target": ("data", "target"), "subsample": ("data", "subsample"),
-    "label_noise": ("data", "label_noise"), "input_noise": ("data", "input_noise"),
-    "model": ("model", "kind"), "hidden": ("model", "hidden"), "activation": ("model", "activation"),
-    "batch_norm": ("model", "batch_norm"), "dropout": ("model", "dropout"),
-    "kernel_size": ("model", "kernel_size"), "stride": ("model", "stride"), "padding": ("model", "padding"),
-    "optimizer": ("train", "optimizer"), "lr": ("train", "lr"), "momentum": ("train", "momentum"),
-    "weight_decay": ("train", "weight_decay"), "l1": ("train", "l1"), "l2": ("train", "l2"),
-    "max_norm": ("train", "max_norm"), "lr_schedule": ("train", "lr_schedule"),
-    "early_stopping": ("train", "early_stopping"), "patience": ("train", "patience"),
-    "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"), "seed": ("train", "seed"),
-    "device": ("train", "device"),
-    "rdrop": ("train", "rdrop"),
-}
-
-
 def _add_train(sub: argparse._SubParsersAction) -> None:
+    from droplab.flags import add_flags
+
     p = sub.add_parser(
         "train",
         help="train one model (TOML config and/or flags; flags win)",
@@ -129,40 +102,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "and the flags below, which override the file key by key.",
     )
     p.add_argument("--config", metavar="FILE", help="TOML file with [data], [model], [train] sections")
-    g = p.add_argument_group("data")
-    g.add_argument("--dataset", help="mnist1d (default), fashion_mnist, digits, ..., csv, npz")
-    g.add_argument("--data-dir", help="folder holding the dataset files")
-    g.add_argument("--data", metavar="PATH", help="file for --dataset csv or npz")
-    g.add_argument("--target", help="target column of a CSV file")
-    g.add_argument("--subsample", type=int, help="keep this many training examples")
-    g.add_argument("--label-noise", type=float, help="fraction of training labels replaced")
-    g.add_argument("--input-noise", type=float, help="std of Gaussian noise added to training inputs")
-    g = p.add_argument_group("model")
-    g.add_argument("--model", help="kind: mlp, cnn1d, cnn2d, gru, lstm, transformer")
-    g.add_argument("--hidden", type=_int_list, help="layer sizes, e.g. 256,256")
-    g.add_argument("--activation", help="relu, tanh, gelu, selu, sigmoid, elu")
-    g.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=None, help="BatchNorm layers")
-    g.add_argument("--dropout", help="placement, e.g. hidden=0.3,input=0.1 or hidden=0.3:gaussian; "
-                   "a schedule field: hidden=0.1:early@5, hidden=0.2:droppath:depth")
-    g.add_argument("--kernel-size", type=_int_list, help="CNN kernel size(s), e.g. 5 or 5,3,3")
-    g.add_argument("--stride", type=_int_list, help="CNN stride(s)")
-    g.add_argument("--padding", type=_int_list, help="CNN padding(s)")
-    g = p.add_argument_group("training")
-    g.add_argument("--optimizer", help="sgd, adam (default), adamw, rmsprop")
-    g.add_argument("--lr", type=float, help="learning rate")
-    g.add_argument("--momentum", type=float, help="momentum (sgd, rmsprop)")
-    g.add_argument("--weight-decay", type=float, help="decoupled weight decay on weights (sgd, adamw)")
-    g.add_argument("--l1", type=float, help="L1 penalty strength on weights")
-    g.add_argument("--l2", type=float, help="L2 penalty strength on weights (no 1/2)")
-    g.add_argument("--max-norm", type=float, help="max-norm bound c on incoming weight vectors")
-    g.add_argument("--lr-schedule", help="constant (default), step, cosine, onecycle")
-    g.add_argument("--early-stopping", help="patience, gl, pq or up (Prechelt 1998)")
-    g.add_argument("--patience", type=int, help="epochs without improvement (--early-stopping patience)")
-    g.add_argument("--epochs", type=int, help="number of epochs")
-    g.add_argument("--batch-size", type=int, help="examples per step")
-    g.add_argument("--seed", type=int, help="seed of the data split, initial weights, order and masks (default 0)")
-    g.add_argument("--device", help="auto (default), cpu, cuda")
-    g.add_argument("--rdrop", type=float, metavar="ALPHA", help="R-Drop: two dropout passes, + ALPHA x symmetric KL (Liang et al. 2021)")
+    add_flags(p, "train")
     g = p.add_argument_group("output")
     g.add_argument("--json", action="store_true", help="print one JSON object with the results on stdout")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -189,15 +129,10 @@ def _run_train(args: argparse.Namespace) -> int:
     import json
 
     from droplab._checks import check_writable_file
+    from droplab.flags import run_overrides
     from droplab.train import ProgressBar, RunConfig, save_model, train_run
 
-    overrides: dict[str, dict] = {"data": {}, "model": {}, "train": {}}
-    for dest, (section, key) in _TRAIN_FLAGS.items():
-        value = getattr(args, dest)
-        if value is not None:
-            if dest in ("kernel_size", "stride", "padding") and len(value) == 1:
-                value = value[0]
-            overrides[section][key] = value
+    overrides = run_overrides(vars(args))
     if args.config:
         config = RunConfig.from_toml(args.config, overrides)
     else:
@@ -265,6 +200,8 @@ def _run_ensemble(args: argparse.Namespace, config: object) -> int:
 
 # --- sweep ------------------------------------------------------------------------------------
 def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    from droplab.flags import add_flags
+
     p = sub.add_parser(
         "sweep",
         help="sweep rates x placements x regularizers across seeds (populations, SQLite, resumable)",
@@ -277,14 +214,9 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", metavar="STUDY", help="continue the sweep stored in STUDY (its configuration is read back)")
     p.add_argument("--store", metavar="PATH", help="SQLite study file (default: a temporary one)")
     p.add_argument("--name", help="study name")
-    g = p.add_argument_group("space (lists are comma-separated; one value sets the base, several make an axis)")
-    g.add_argument("--dropout", action="append", metavar="PLACE=RATES[:LAYER][:SCHEDULES]",
-                   help="a rate axis, e.g. hidden=0,0.1,0.2,0.3 or input=0,0.2:gaussian (repeatable); "
-                   "schedules: hidden=0.1:early@5 or an axis hidden=0.1:early@5,late@5,constant")
+    g = p.add_argument_group("space (flags shown with LIST: one value sets the base, several make an axis)")
     g.add_argument("--axis", action="append", metavar="NAME=VALUES",
                    help="any axis, e.g. train.max_norm=3,4 or model.hidden=[256];[256,256] (repeatable)")
-    for flag in ("lr", "weight-decay", "l1", "l2", "max-norm"):
-        g.add_argument(f"--{flag}", metavar="LIST", help=f"{flag.replace('-', ' ')} value(s)")
     g.add_argument("--sampler", help="grid (default), random, tpe (needs optuna)")
     g.add_argument("--trials", type=int, help="configurations drawn by random / tpe")
     g.add_argument("--seeds", type=_seeds_arg,
@@ -293,18 +225,7 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--metric", help="selection metric: val_acc, val_loss, val_rmse")
     g.add_argument("--stat", choices=("t", "bootstrap"),
                    help="decision rule: t or bootstrap (default: bootstrap from 5 seeds on, t below; stored with the study)")
-    g = p.add_argument_group("data, model, training (as in droplab train)")
-    g.add_argument("--dataset", help="mnist1d (default), fashion_mnist, digits, iris, ..., csv, npz")
-    g.add_argument("--data", metavar="PATH", help="file for --dataset csv or npz")
-    g.add_argument("--subsample", type=int, help="keep this many training examples")
-    g.add_argument("--model", help="kind: mlp, cnn1d, cnn2d, gru, lstm, transformer")
-    g.add_argument("--hidden", type=_int_list, help="layer sizes, e.g. 256,256")
-    g.add_argument("--activation", help="relu, tanh, gelu, selu, sigmoid, elu")
-    g.add_argument("--optimizer", help="sgd, adam (default), adamw, rmsprop")
-    g.add_argument("--epochs", type=int, help="number of epochs")
-    g.add_argument("--batch-size", type=int, help="examples per step")
-    g.add_argument("--early-stopping", help="patience, gl, pq or up (Prechelt 1998)")
-    g.add_argument("--patience", type=int, help="epochs without improvement (--early-stopping patience)")
+    add_flags(p, "sweep")
     g = p.add_argument_group("engine and output")
     g.add_argument("--memory-mb", type=float, help="memory budget of one population (default 2048)")
     g.add_argument("--checkpoint-seconds", type=float, help="minimum seconds between checkpoints (default 10)")
@@ -327,39 +248,26 @@ def _seeds_arg(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"expected a number of seeds or 'auto', got {text!r}") from None
 
 
-_SWEEP_SECTIONS = {
-    "dataset": ("data", "name"), "data": ("data", "path"), "subsample": ("data", "subsample"),
-    "model": ("model", "kind"), "hidden": ("model", "hidden"), "activation": ("model", "activation"),
-    "optimizer": ("train", "optimizer"), "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"),
-    "early_stopping": ("train", "early_stopping"), "patience": ("train", "patience"),
-}
-_SWEEP_TOP = ("name", "sampler", "trials", "seeds", "metric", "memory_mb")
+_SWEEP_TOP = ("name", "sampler", "trials", "seeds", "metric", "memory_mb", "stat", "max_seeds")
 
 
 def _run_sweep(args: argparse.Namespace) -> int:
     import json
 
+    from droplab.errors import ConfigError
+    from droplab.flags import apply_overrides, sweep_overrides
     from droplab.sweep import SweepConfig, Store, run_sweep
-    from droplab.sweep.config import flag_overrides
-    from droplab.train.config import merge_overrides
+    from droplab.train.config import read_toml
 
-    sections: dict[str, dict] = {}
-    for dest, (section, key) in _SWEEP_SECTIONS.items():
-        if getattr(args, dest) is not None:
-            sections.setdefault(section, {})[key] = getattr(args, dest)
-    top = {k: getattr(args, k) for k in _SWEEP_TOP}
-    top["stat"] = args.stat
-    top["max_seeds"] = args.max_seeds
-    if args.no_population:
-        top["population"] = False
-    lists = {k.replace("-", "_"): getattr(args, k.replace("-", "_")) for k in ("lr", "weight-decay", "l1", "l2", "max-norm")}
-    overrides = flag_overrides(dropout=args.dropout, axes=args.axis, train_lists=lists, sections=sections, top=top)
-    store = args.resume or args.store
     if args.resume and args.store and args.store != args.resume:
-        print("droplab: error: give the study once: --resume STUDY (or --store STUDY with a config)", file=sys.stderr)
-        return 2
+        raise ConfigError("give the study once: --resume STUDY (or --store STUDY with a config)")
+    overrides = sweep_overrides(vars(args), args.axis or ())
+    overrides.update({k: getattr(args, k) for k in _SWEEP_TOP if getattr(args, k) is not None})
+    if args.no_population:
+        overrides["population"] = False
+    store = args.resume or args.store
     if args.config:
-        config = SweepConfig.from_toml(args.config, overrides)
+        config = SweepConfig.from_dict(apply_overrides(read_toml(args.config), overrides))
     elif args.resume and not overrides:
         with Store.open(args.resume, mode="r") as st:
             if st.is_complete():  # nothing to resume: say so rather than redo the summary
@@ -369,7 +277,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
                 return 0
             config = SweepConfig.from_dict(st.study()["spec"])
     else:
-        config = SweepConfig.from_dict(merge_overrides({}, overrides))
+        config = SweepConfig.from_dict(apply_overrides({}, overrides))
     changes: dict = {"store": store}
     if args.checkpoint_seconds is not None:
         changes["checkpoint_seconds"] = args.checkpoint_seconds

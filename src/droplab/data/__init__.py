@@ -7,8 +7,9 @@ regression. The validation split, subsample and noise are seeded; standardizatio
 the training split only; the test split is returned untouched.
 """
 
+from droplab.data.config import DataConfig
 from droplab.data.datasets import DATASETS, FASHION_MNIST_CLASSES, TASKS, load_dataset
 from droplab.data.fashion import read_idx
 from droplab.data.splits import Splits
 
-__all__ = ["DATASETS", "TASKS", "FASHION_MNIST_CLASSES", "Splits", "load_dataset", "read_idx"]
+__all__ = ["DataConfig", "DATASETS", "TASKS", "FASHION_MNIST_CLASSES", "Splits", "load_dataset", "read_idx"]

@@ -1,47 +1,20 @@
 """Stochasticity audit: every random operation a forward pass reaches, and the known mistakes.
 
-:func:`audit` runs one forward pass of the model *in eval mode* (the modes are restored
-afterwards) and records, in call order:
+:func:`audit` runs one forward pass in eval mode (modes and RNG states restored afterwards) and
+lists, in call order, dropout-family modules (droplab's, torch's, timm's and torchvision's),
+functional dropout calls (torch's however imported; droplab's through the
+``droplab.functional`` namespace) and raw random draws made outside those layers.
+It flags, after Srivastava et al. (2014, JMLR 15) and common practice (:data:`WARNING_CODES`):
 
-* dropout-family **modules**: droplab's :class:`~droplab.nn.StochasticLayer` subclasses,
-  torch's ``nn.Dropout``/``Dropout1d``/``Dropout2d``/``Dropout3d``/``AlphaDropout``/
-  ``FeatureAlphaDropout``, ``nn.GRU``/``nn.LSTM``/``nn.RNN`` with dropout between layers,
-  ``nn.MultiheadAttention`` with attention dropout, and parameter-free leaf modules whose class
-  name says what they are (``DropPath``, ``DropBlock2d``, ``StochasticDepth``, ...: timm's and
-  torchvision's);
-* **functional** dropout calls: ``torch.nn.functional.dropout``/``dropout1d/2d/3d``/
-  ``alpha_dropout``/``feature_alpha_dropout``, ``torch.dropout`` and friends,
-  ``scaled_dot_product_attention`` with ``dropout_p > 0`` -- seen through a
-  ``TorchFunctionMode``, so however they were imported -- and droplab's own functions when
-  called through the ``droplab.functional`` namespace (``droplab.functional.dropout(...)``);
-* raw **random draws** (``torch.bernoulli``, ``randn_like``, ``Tensor.uniform_``, ...) made
-  outside those layers: hand-written noise that runs at inference time.
+* ``active_in_eval`` -- random in eval mode (``F.dropout(x, p)`` defaults to ``training=True``);
+* ``spatial_wrong_rank`` -- ``Dropout1d/2d/3d`` given an input of another rank;
+* ``dropout_on_output`` -- the model's output comes straight from a dropout;
+* ``high_input_rate`` -- input dropout above :data:`INPUT_RATE_LIMIT` (0.2, Appendix A);
+* ``rate_ge_0_8`` -- any rate at or above :data:`HIGH_RATE` (0.8, Fig. 9: networks underfit);
+* ``batch_stats_in_eval`` -- batch norm without running statistics, batch-dependent in eval.
 
-Calls made inside a dropout-family module belong to it and are not listed again.
-
-It then flags what Srivastava et al. (2014, JMLR 15, "Dropout: a simple way to prevent neural
-networks from overfitting") and common practice warn about, each with a code:
-
-* ``active_in_eval`` -- a stochastic operation that is active in eval mode: the classic bug is
-  ``F.dropout(x, p)`` in a ``forward``, whose ``training`` argument defaults to ``True``, or
-  ``scaled_dot_product_attention(..., dropout_p=p)`` without checking ``self.training``;
-* ``spatial_wrong_rank`` -- torch's ``Dropout1d/2d/3d`` (or ``F.dropout1d/2d/3d``) given an
-  input of another rank than ``(N, C, L)`` / ``(N, C, H, W)`` / ``(N, C, D, H, W)``: torch then
-  takes the batch axis for channels (dropping whole examples) or warns and reinterprets it;
-* ``dropout_on_output`` -- the model's output is the output of a dropout (up to reshapes):
-  dropout after the last layer zeroes logits or regression targets at random;
-* ``high_input_rate`` -- unit dropout applied to the input (before any weighted operation) at
-  ``p > 0.2`` (:data:`INPUT_RATE_LIMIT`): Srivastava et al. (2014, Appendix A) recommend
-  dropping about 20% of real-valued inputs and 50% of hidden units;
-* ``rate_ge_0_8`` -- any rate ``p >= 0.8`` (:data:`HIGH_RATE`): the paper's Fig. 9 shows
-  networks underfit once most units are dropped;
-* ``batch_stats_in_eval`` -- a batch-norm layer without running statistics
-  (``track_running_stats=False``) normalizes with the statistics of the batch even in eval mode,
-  so a prediction depends on the other examples in its batch.
-
-The audit is a diagnostic: it swaps ``droplab.functional``'s names for recording wrappers during
-its one pass (restored in ``finally``), so do not run it concurrently with training in another
-thread.
+Not thread-safe: during its one pass the audit swaps ``droplab.functional``'s names for
+recording wrappers. How the recording works: docs/architecture.md, "Inference".
 """
 
 from __future__ import annotations

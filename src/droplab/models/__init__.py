@@ -20,6 +20,7 @@ from droplab._checks import check_positive_int
 from droplab.errors import ConfigError
 from droplab.models._dropout import SpecModel
 from droplab.models.cnn import CNN
+from droplab.models.grammar import DropoutEntry, parse_dropout_entries
 from droplab.models.mlp import MLP
 from droplab.models.prune import prune
 from droplab.models.rnn import RNN
@@ -38,6 +39,8 @@ __all__ = [
     "ModelSpec",
     "DropoutSpec",
     "parse_dropout",
+    "parse_dropout_entries",
+    "DropoutEntry",
     "build_model",
     "count_parameters",
     "prune",

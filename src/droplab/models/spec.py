@@ -49,11 +49,11 @@ from droplab._checks import (
     did_you_mean,
 )
 from droplab.errors import ConfigError
+from droplab.models.grammar import parse_dropout_entries
 from droplab.nn.schedule import (
     RateSchedule,
     canonical_setting,
     depth_rates,
-    is_schedule_text,
     parse_schedule_setting,
 )
 
@@ -301,13 +301,14 @@ class DropoutSpec:
 
 
 def parse_dropout(text: str) -> dict[str, DropoutSpec]:
-    """Parse a compact dropout string, as given on the command line.
+    """Parse a dropout string into one :class:`DropoutSpec` per place.
 
-    Grammar: comma-separated ``place=rate[:layer[:option=value...]]``; a rate may be several
-    per-layer rates separated by ``/``. A field that names a schedule (``early@5``,
-    ``late@300step``, ``linear@10``, ``cosine@10``, ``curriculum@0.5``, ``depth``; see
-    :mod:`droplab.nn.schedule`) may stand anywhere after the rate and sets
-    :attr:`DropoutSpec.schedule`; two such fields combine (``depth`` with one time schedule).
+    The grammar (one for the TOML files, ``droplab train`` and ``droplab sweep``) is documented
+    in ``droplab.models.grammar``: comma-separated ``place=rate[:layer[:option=value...]]``
+    entries; a rate may be several per-layer rates separated by ``/``; a schedule field
+    (``early@5``, ``depth``, ...) may stand anywhere after the rate, and two combine. A model
+    takes one rate and at most one schedule per place; a list of them is a sweep axis
+    (``droplab sweep --dropout hidden=0,0.1,0.2``).
 
     Example::
 
@@ -317,46 +318,18 @@ def parse_dropout(text: str) -> dict[str, DropoutSpec]:
         parse_dropout("hidden=0.2:dropblock:block_size=5")
         parse_dropout("recurrent=0.25:weight")
     """
-    if not isinstance(text, str):
-        raise ConfigError(f"dropout must be a string like 'hidden=0.3,input=0.1', got {text!r}")
     out: dict[str, DropoutSpec] = {}
-    for item in (s.strip() for s in text.split(",")):
-        if not item:
-            continue
-        place, eq, rest = item.partition("=")
-        place = place.strip()
-        if not eq or not rest.strip():
-            raise ConfigError(
-                f"cannot parse dropout entry {item!r}; expected place=rate[:layer], "
-                f"e.g. 'hidden=0.3:gaussian'"
-            )
-        check_choice("dropout place", place, PLACES)
-        if place in out:
-            raise ConfigError(f"dropout place {place!r} is given twice in {text!r}")
-        fields = [f.strip() for f in rest.split(":")]
-        scheduled = [f for f in fields[1:] if f and is_schedule_text(f)]
-        fields = fields[:1] + [f for f in fields[1:] if not (f and is_schedule_text(f))]
-        schedule = "+".join(scheduled) or None
-        rates = []
-        for r in fields[0].split("/"):
-            try:
-                rates.append(float(r))
-            except ValueError:
+    for place, e in parse_dropout_entries(text, places=PLACES).items():
+        for name, values in (("rates", e.rates), ("schedules", e.schedules)):
+            if len(values) > 1:
                 raise ConfigError(
-                    f"cannot parse rate {r!r} for place {place!r} in {item!r}; "
-                    f"expected a number like 0.3 (per-layer: 0.5/0.3)"
-                ) from None
-        layer = fields[1] if len(fields) > 1 and fields[1] else None
-        options = {}
-        for opt in fields[2:]:
-            key, eq, value = opt.partition("=")
-            if not eq:
-                raise ConfigError(
-                    f"cannot parse option {opt!r} in {item!r}; expected name=value"
+                    f"dropout entry {e.text!r} gives {len(values)} {name}; a model takes one "
+                    f"(a list is a sweep axis: droplab sweep --dropout)"
                 )
-            options[key.strip()] = _parse_scalar(value.strip())
-        p = rates[0] if len(rates) == 1 else tuple(rates)
-        out[place] = _in_place(place, lambda: DropoutSpec(p, layer, options, schedule))
+        schedule = e.schedules[0] if e.schedules else None
+        out[place] = _in_place(
+            place, lambda e=e, s=schedule: DropoutSpec(e.rates[0], e.layer, dict(e.options), s)
+        )
     return out
 
 
@@ -388,17 +361,6 @@ def _in_place(place: str, make: Any) -> DropoutSpec:
         return make()
     except ConfigError as err:
         raise ConfigError(f"dropout at place {place!r}: {err}") from None
-
-
-def _parse_scalar(text: str) -> Any:
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
 
 
 @dataclasses.dataclass(frozen=True)

@@ -371,40 +371,22 @@ def parse_axis_flag(text: str) -> tuple[str, list[Any]]:
 
 
 def parse_dropout_flag(text: str) -> tuple[str, list[Any], str | None]:
-    """``"hidden=0,0.1,0.2:gaussian"`` -> ``("hidden", [0, 0.1, 0.2], "gaussian")``.
+    """``"hidden=0,0.1,0.2:gaussian"`` -> ``("hidden", [0, 0.1, 0.2], "gaussian")``: one place
+    of the dropout grammar (``droplab.models.grammar``), its rates and its layer.
 
     Per-layer rates are written with ``/``: ``hidden=0.5/0.3,0.2/0.1``.
 
     Example:
         >>> parse_dropout_flag("hidden=0,0.5")
-        ('hidden', [0, 0.5], None)
+        ('hidden', [0.0, 0.5], None)
     """
-    from droplab.models import PLACES
+    from droplab.models import PLACES, parse_dropout_entries
 
-    place, eq, rest = text.partition("=")
-    place = place.strip()
-    if not eq or not rest.strip():
-        raise ConfigError(
-            f"cannot parse --dropout {text!r}; expected PLACE=RATES[:LAYER], e.g. hidden=0,0.1,0.2"
-        )
-    check_choice("dropout place", place, PLACES)
-    rates_text, _, layer = rest.partition(":")
-    rates: list[Any] = []
-    for item in rates_text.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        try:
-            parts = [float(v) for v in item.split("/")]
-        except ValueError:
-            raise ConfigError(
-                f"cannot parse rate {item!r} in --dropout {text!r}; expected numbers like 0.1 "
-                f"(per-layer: 0.5/0.3)"
-            ) from None
-        rates.append(parts[0] if len(parts) == 1 else parts)
-    if not rates:
-        raise ConfigError(f"--dropout {text!r} lists no rates")
-    return place, rates, (layer.strip() or None)
+    entries = parse_dropout_entries(text, places=PLACES, what="--dropout")
+    if len(entries) != 1:
+        raise ConfigError(f"cannot parse --dropout {text!r}; expected one PLACE=RATES[:LAYER], e.g. hidden=0,0.1,0.2")
+    (place, entry), = entries.items()
+    return place, [list(r) if isinstance(r, tuple) else r for r in entry.rates], entry.layer
 
 
 def _split_schedules(text: str) -> tuple[str, list[str]]:

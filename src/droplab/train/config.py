@@ -1,5 +1,9 @@
 """Training configuration (:class:`TrainConfig`) and whole-run configuration (:class:`RunConfig`).
 
+The ``[data]`` section is :class:`droplab.data.DataConfig`; running a whole configuration
+(:func:`~droplab.train.train_run`, :func:`~droplab.train.save_model`) lives in
+:mod:`droplab.train.run`.
+
 Both are dataclasses that validate themselves on construction and round-trip through plain
 dictionaries (TOML/JSON); an unknown key raises :class:`~droplab.errors.ConfigError` with a
 did-you-mean hint. A run file has three sections::
@@ -23,8 +27,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -37,32 +41,20 @@ from droplab._checks import (
     check_positive_float,
     check_positive_int,
     check_probability,
-    check_writable_file,
 )
+from droplab.data import DataConfig
 from droplab.errors import ConfigError
 from droplab.train.early_stopping import CRITERIA, EarlyStopping
 
-if TYPE_CHECKING:  # the trainer works without models/data; runs import them when used
-    from torch import nn
-
-    from droplab.data import Splits
-    from droplab.train.callbacks import Callback
-    from droplab.train.trainer import FitResult
-
 __all__ = [
     "TrainConfig",
-    "DataConfig",
+    "DataConfig",  # lives in droplab.data; kept importable from here
     "RunConfig",
-    "RunResult",
-    "build_run",
-    "train_run",
-    "save_model",
-    "load_model",
     "merge_overrides",
+    "read_toml",
     "OPTIMIZERS",
     "SCHEDULES",
     "DEVICES",
-    "MODEL_FORMAT",
 ]
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
@@ -284,77 +276,6 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
-def _optional_str(name: str, value: Any) -> str | None:
-    if value is not None and (not isinstance(value, str) or not value):
-        raise ConfigError(f"{name} must be a non-empty string or absent, got {value!r}")
-    return value
-
-
-@dataclasses.dataclass(frozen=True)
-class DataConfig:
-    """Which dataset to load and how: the ``[data]`` section, passed to
-    :func:`droplab.data.load_dataset` (which validates the values and documents them).
-
-    Args:
-        name: dataset name (``mnist1d``, ``fashion_mnist``, ``digits``, ``csv``, ``npz``, ...).
-            Default ``"mnist1d"``.
-        data_dir, path, target, x_key, y_key, task, cache_dir: see ``load_dataset``.
-        val_fraction: fraction of the training data held out for validation. Default 0.1.
-        seed: seed of the split, subsample and corruptions; ``None`` (default) uses the run's
-            ``[train] seed`` so that one seed drives a whole run.
-        subsample, label_noise, input_noise, standardize: see ``load_dataset``.
-
-    Example:
-        >>> DataConfig(name="mnist1d", subsample=1000).name
-        'mnist1d'
-    """
-
-    name: str = "mnist1d"
-    data_dir: str | None = None
-    path: str | None = None
-    target: str | None = None
-    x_key: str = "x"
-    y_key: str = "y"
-    task: str | None = None
-    cache_dir: str | None = None
-    val_fraction: float = 0.1
-    seed: int | None = None
-    subsample: int | None = None
-    label_noise: float = 0.0
-    input_noise: float = 0.0
-    standardize: bool = True
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise ConfigError(f"data name must be a non-empty string, got {self.name!r}")
-        for name in ("data_dir", "path", "target", "task", "cache_dir"):
-            _optional_str(name, getattr(self, name))
-        _optional(check_nonneg_int, "data seed", self.seed)
-        check_bool("standardize", self.standardize)
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any], where: str = "[data]") -> DataConfig:
-        """Build from a mapping; unknown keys raise with a did-you-mean hint."""
-        if not isinstance(values, Mapping):
-            raise ConfigError(f"{where} must be a table of options, got {type(values).__name__}")
-        check_keys(where, values, cls.__dataclass_fields__)
-        return cls(**dict(values))
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dictionary without ``None`` values (TOML has no null)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
-
-    def load(self, default_seed: int = 0) -> Splits:
-        """Load the splits (``seed`` falls back to ``default_seed``)."""
-        from droplab.data import load_dataset
-
-        options = dataclasses.asdict(self)
-        name = options.pop("name")
-        if options["seed"] is None:
-            options["seed"] = default_seed
-        return load_dataset(name, **options)
-
-
 _SECTIONS = ("data", "model", "train")
 
 
@@ -437,112 +358,3 @@ def merge_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> di
         else:
             out[key] = value
     return out
-
-
-@dataclasses.dataclass
-class RunResult:
-    """What :func:`train_run` returns: the configuration, the data, the trained model, the fit."""
-
-    config: RunConfig
-    splits: Splits
-    model: nn.Module
-    fit: FitResult
-
-    def summary(self) -> dict[str, Any]:
-        """``fit.summary()`` plus the dataset and model kind."""
-        return {
-            "dataset": self.config.data.name,
-            "model": self.config.model.kind,
-            **self.fit.summary(),
-        }
-
-
-def build_run(config: RunConfig) -> tuple[Splits, nn.Module]:
-    """Load the data and build the model of a run (initial weights seeded by ``config.seed``)."""
-    from droplab.models import build_model
-
-    splits = config.data.load(default_seed=config.seed)
-    model = build_model(config.model, splits.input_shape, splits.n_outputs, seed=config.seed)
-    return splits, model
-
-
-def train_run(
-    config: RunConfig, *, callbacks: Iterable[Callback] = (), resume: str | None = None
-) -> RunResult:
-    """Load, build and train one run: what ``droplab train`` does.
-
-    Example:
-        >>> result = train_run(RunConfig.from_dict({"train": {"epochs": 2}}))  # doctest: +SKIP
-        >>> result.fit.test["acc"]  # doctest: +SKIP
-    """
-    from droplab.train.trainer import Trainer
-
-    splits, model = build_run(config)
-    fit = Trainer(model, config.train, callbacks).fit(splits, resume=resume)
-    return RunResult(config=config, splits=splits, model=model, fit=fit)
-
-
-MODEL_FORMAT = "droplab-model-v1"
-
-
-def save_model(path: str | os.PathLike[str], result: RunResult) -> None:
-    """Save the trained model with what rebuilds it: spec, input shape, outputs, config, summary.
-
-    Loads with ``torch.load(weights_only=True)``; see :func:`load_model`.
-    """
-    path = os.fspath(path)
-    check_writable_file("model file", path)
-    folder = os.path.dirname(path)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    state = {
-        "format": MODEL_FORMAT,
-        "model": result.model.state_dict(),
-        "spec": result.config.model.to_dict(),
-        "input_shape": list(result.splits.input_shape),
-        "n_outputs": int(result.splits.n_outputs),
-        "task": result.splits.task,
-        "config": result.config.to_dict(),
-        "summary": result.summary(),
-    }
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as exc:  # a full disk, a path that changed since the check
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise ConfigError(f"cannot write model file {path}: {str(exc).strip().splitlines()[0]}") from None
-
-
-def load_model(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a model saved by :func:`save_model`; returns ``(model, metadata)`` (model in eval mode)."""
-    from droplab.models import ModelSpec, build_model
-
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ConfigError(f"model file not found: {path}")
-    import pickle
-    import zipfile
-
-    foreign = f"{path} is not a droplab model file (one written by `droplab train --save`)"
-    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is foreign
-        raise ConfigError(foreign)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:  # objects beyond tensors: e.g. a whole module from torch.save
-        raise ConfigError(f"{foreign}: it holds Python objects, not only tensors") from None
-    except Exception as exc:  # a corrupt or foreign file is the user's problem, not a bug
-        import re
-
-        first = re.sub(r"\x1b\[[0-9;]*m", "", (str(exc).strip().splitlines() or [type(exc).__name__])[0])
-        raise ConfigError(f"cannot read model file {path}: {first}") from None
-    if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT:
-        raise ConfigError(foreign)
-    model = build_model(
-        ModelSpec.from_dict(state["spec"]), tuple(state["input_shape"]), state["n_outputs"]
-    )
-    model.load_state_dict(state["model"])
-    model.eval()
-    meta = {k: v for k, v in state.items() if k not in ("model", "format")}
-    return model, meta

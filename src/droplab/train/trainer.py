@@ -11,7 +11,7 @@ the global RNG are reproducible while the caller's global RNG is left exactly as
 trainer never reseeds the caller's RNG). Same seed, config, initial weights and machine give a
 bitwise-identical history (timing and memory fields aside). Model *initialization* happens
 before the trainer sees the model: seed it where the model is built (the CLI does, see
-:func:`droplab.train.config.build_run`).
+:func:`droplab.train.run.build_run`).
 
 Memory. Each history row has ``peak_mem_mb``: on CUDA the peak of
 ``torch.cuda.max_memory_allocated`` during the epoch (tensors only, not the caching
