@@ -11,7 +11,8 @@ import pytest
 
 from droplab.cli import build_parser, main
 from droplab.errors import ConfigError
-from droplab.flags import FLAGS, apply_overrides, run_overrides, sweep_overrides
+from droplab.flags import FLAGS, run_overrides, sweep_overrides
+from droplab.sweep.config import apply_overrides
 from droplab.sweep import Store, SweepConfig
 
 

@@ -255,7 +255,8 @@ def _run_sweep(args: argparse.Namespace) -> int:
     import json
 
     from droplab.errors import ConfigError
-    from droplab.flags import apply_overrides, sweep_overrides
+    from droplab.flags import sweep_overrides
+    from droplab.sweep.config import apply_overrides
     from droplab.sweep import SweepConfig, Store, run_sweep
     from droplab.train.config import read_toml
 

@@ -31,7 +31,7 @@ from typing import Any
 
 from droplab.errors import ConfigError
 
-__all__ = ["Flag", "FLAGS", "add_flags", "run_overrides", "sweep_overrides", "apply_overrides"]
+__all__ = ["Flag", "FLAGS", "add_flags", "run_overrides", "sweep_overrides"]
 
 
 def _int_list(text: str) -> list[int]:
@@ -232,37 +232,3 @@ def sweep_overrides(values: Mapping[str, Any], axes: Sequence[str] = ()) -> dict
     if space:
         out["space"] = space
     return out
-
-
-def apply_overrides(values: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """A sweep file's ``values`` with the flags' ``overrides`` on top (flags win).
-
-    Every file axis whose key the flags set -- as the base or as an axis -- is removed first;
-    a dropout place set by the flags also removes the file's whole-string ``dropout`` axis,
-    and ``--axis dropout=...`` removes the file's per-place dropout axes. A file's ``[model]
-    dropout`` string is read into its table so that flags change only the places they name.
-    """
-    from droplab.models import parse_dropout
-    from droplab.train.config import merge_overrides
-
-    values = copy.deepcopy(dict(values))
-    keys = {f"{section}.{k}" for section, table in overrides.items() if section != "space"
-            and isinstance(table, Mapping) for k in table}
-    keys |= {f"dropout.{p}" for p in (overrides.get("model") or {}).get("dropout", {})}
-    keys |= set(overrides.get("space") or {})
-    places = {k for k in keys if k.startswith("dropout.") and not k.endswith(".layer")}
-    space = values.get("space")
-    if isinstance(space, Mapping):
-        kept = {}
-        for name, axis in space.items():
-            per_place = name.startswith("dropout.") and not name.endswith(".layer")
-            if name in keys or (name == "dropout" and places) or (per_place and "dropout" in keys):
-                continue
-            kept[name] = axis
-        values["space"] = kept
-    model = values.get("model")
-    if isinstance(model, Mapping) and isinstance(model.get("dropout"), str) and places:
-        model = dict(model)
-        model["dropout"] = {p: s.to_dict() for p, s in parse_dropout(model["dropout"]).items()}
-        values["model"] = model
-    return merge_overrides(values, overrides)

@@ -7,7 +7,8 @@ import builtins
 import pytest
 
 from droplab.errors import ConfigError
-from droplab.sweep.config import flag_overrides, parse_axis_flag, parse_dropout_flag, parse_values
+from droplab.flags import sweep_overrides
+from droplab.sweep.config import parse_axis_flag, parse_dropout_flag, parse_values
 from droplab.sweep.space import (
     GridSpace,
     IntUniform,
@@ -128,14 +129,12 @@ def test_flag_parsing():
     assert parse_values("[256,256];[512]") == [[256, 256], [512]]
     assert parse_axis_flag("train.lr=1e-3,1e-2") == ("train.lr", [0.001, 0.01])
     assert parse_dropout_flag("hidden=0.5/0.3,0.2/0.1:classic") == ("hidden", [[0.5, 0.3], [0.2, 0.1]], "classic")
-    over = flag_overrides(
-        dropout=["hidden=0,0.5:gaussian"], axes=["model.hidden=[8];[16]"],
-        train_lists={"lr": "0.01", "l2": "0,1e-4"}, sections={"train": {"epochs": 2}}, top={"seeds": 2, "trials": None},
+    over = sweep_overrides(
+        {"dropout": ["hidden=0,0.5:gaussian"], "lr": "0.01", "l2": "0,1e-4", "epochs": 2}, ["model.hidden=[8];[16]"],
     )
     assert over["space"] == {"dropout.hidden": [0, 0.5], "model.hidden": [[8], [16]], "train.l2": [0, 1e-4]}
     assert over["train"] == {"epochs": 2, "lr": 0.01}
     assert over["model"]["dropout"]["hidden"]["layer"] == "gaussian"
-    assert over["seeds"] == 2 and "trials" not in over
     with pytest.raises(ConfigError, match="cannot parse --dropout 'hidden'"):
         parse_dropout_flag("hidden")
     with pytest.raises(ConfigError, match="dropout place must be one of"):

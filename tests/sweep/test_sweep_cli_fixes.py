@@ -74,9 +74,9 @@ def test_dropout_flag_replaces_the_files_dropout_axis(npz, tmp_path, file_axis):
         f'seeds = 1\n[data]\nname = "npz"\npath = "{npz}"\n[model]\nhidden = [8]\n[train]\nepochs = 1\n'
         f"[space]\n{file_axis}\n\"train.lr\" = [0.01]\n"
     )
-    from droplab.sweep.config import flag_overrides
+    from droplab.flags import sweep_overrides
 
-    config = SweepConfig.from_toml(cfg, flag_overrides(dropout=["hidden=0,0.3"]))
+    config = SweepConfig.from_toml(cfg, sweep_overrides({"dropout": ["hidden=0,0.3"]}))
     assert config.space == {"dropout.hidden": [0.0, 0.3], "train.lr": [0.01]}
     keys = [c.get("dropout.hidden") for c in config.make_space().configurations()]
     assert keys == [0.0, 0.3]
@@ -85,9 +85,9 @@ def test_dropout_flag_replaces_the_files_dropout_axis(npz, tmp_path, file_axis):
 def test_dropout_flag_keeps_the_files_other_places(tmp_path):
     cfg = tmp_path / "sweep.toml"
     cfg.write_text('[space]\n"dropout.input" = [0.0, 0.1]\n"dropout.hidden" = [0.5]\n')
-    from droplab.sweep.config import flag_overrides
+    from droplab.flags import sweep_overrides
 
-    config = SweepConfig.from_toml(cfg, flag_overrides(dropout=["hidden=0,0.3"]))
+    config = SweepConfig.from_toml(cfg, sweep_overrides({"dropout": ["hidden=0,0.3"]}))
     assert config.space == {"dropout.input": [0.0, 0.1], "dropout.hidden": [0.0, 0.3]}
 
 

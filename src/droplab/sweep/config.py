@@ -59,7 +59,7 @@ from droplab.sweep.selection import METRICS, maximize
 from droplab.sweep.space import SAMPLERS, SearchSpace, make_space, parse_axis
 from droplab.train.config import DataConfig, TrainConfig, merge_overrides, read_toml
 
-__all__ = ["SweepConfig", "flag_overrides", "parse_values", "parse_axis_flag", "parse_dropout_flag"]
+__all__ = ["SweepConfig", "apply_overrides", "parse_values", "parse_axis_flag", "parse_dropout_flag"]
 
 _TOP = (
     "name", "seeds", "sampler", "trials", "sampler_seed", "batch", "metric", "store",
@@ -229,7 +229,7 @@ class SweepConfig:
     def from_toml(cls, path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None) -> SweepConfig:
         """Read a TOML file, apply ``overrides`` (flags: top-level keys and section tables) on top."""
         overrides = overrides or {}
-        return cls.from_dict(merge_overrides(_drop_overridden_axes(read_toml(path), overrides), overrides))
+        return cls.from_dict(apply_overrides(read_toml(path), overrides))
 
     def to_dict(self) -> dict[str, Any]:
         """TOML/JSON-shaped dictionary; ``SweepConfig.from_dict(cfg.to_dict()) == cfg``.
@@ -294,29 +294,38 @@ class SweepConfig:
         return SpecPlan(self.model, self.models, self.train, self.data.to_dict(), self.population, load)
 
 
-def _drop_overridden_axes(values: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """``values`` without the ``[space]`` dropout axes that the overriding axes also set.
+def apply_overrides(values: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """A sweep file's ``values`` with the flags' ``overrides`` on top (flags win).
 
-    Flags override the file, but key by key a ``--dropout hidden=...`` flag (axis
-    ``dropout.hidden``) and a file's ``dropout = ["hidden=0.5"]`` are two axes setting one
-    rate: both would run (twice the runs, half of them labelled wrong). An overriding
-    ``dropout.<place>`` removes the file's whole-string ``dropout`` axis and its
-    ``dropout.<place>``; an overriding ``dropout`` removes every file dropout axis but layers.
+    Every file axis whose key the flags set -- as the base or as an axis -- is removed first;
+    a dropout place set by the flags also removes the file's whole-string ``dropout`` axis,
+    and ``--axis dropout=...`` removes the file's per-place dropout axes. A file's ``[model]
+    dropout`` string is read into its table so that flags change only the places they name.
     """
-    new = overrides.get("space")
+    from droplab.models import parse_dropout
+    from droplab.train.config import merge_overrides
+
+    values = copy.deepcopy(dict(values))
+    keys = {f"{section}.{k}" for section, table in overrides.items() if section != "space"
+            and isinstance(table, Mapping) for k in table}
+    keys |= {f"dropout.{p}" for p in (overrides.get("model") or {}).get("dropout", {})}
+    keys |= set(overrides.get("space") or {})
+    places = {k for k in keys if k.startswith("dropout.") and not k.endswith(".layer")}
     space = values.get("space")
-    if not isinstance(new, Mapping) or not isinstance(space, Mapping):
-        return dict(values)
-    rates = [k for k in new if k == "dropout" or (k.startswith("dropout.") and not k.endswith(".layer"))]
-    if not rates:
-        return dict(values)
-    kept = {}
-    for name, axis in space.items():
-        is_rate = name == "dropout" or (name.startswith("dropout.") and not name.endswith(".layer"))
-        if is_rate and ("dropout" in rates or name == "dropout" or name in rates):
-            continue
-        kept[name] = axis
-    return {**values, "space": kept}
+    if isinstance(space, Mapping):
+        kept = {}
+        for name, axis in space.items():
+            per_place = name.startswith("dropout.") and not name.endswith(".layer")
+            if name in keys or (name == "dropout" and places) or (per_place and "dropout" in keys):
+                continue
+            kept[name] = axis
+        values["space"] = kept
+    model = values.get("model")
+    if isinstance(model, Mapping) and isinstance(model.get("dropout"), str) and places:
+        model = dict(model)
+        model["dropout"] = {p: s.to_dict() for p, s in parse_dropout(model["dropout"]).items()}
+        values["model"] = model
+    return merge_overrides(values, overrides)
 
 
 def _plain(value: Any) -> Any:
@@ -387,79 +396,3 @@ def parse_dropout_flag(text: str) -> tuple[str, list[Any], str | None]:
         raise ConfigError(f"cannot parse --dropout {text!r}; expected one PLACE=RATES[:LAYER], e.g. hidden=0,0.1,0.2")
     (place, entry), = entries.items()
     return place, [list(r) if isinstance(r, tuple) else r for r in entry.rates], entry.layer
-
-
-def _split_schedules(text: str) -> tuple[str, list[str]]:
-    """Take the schedule field out of ``--dropout`` text: ``"hidden=0,0.1:early@5,late@5"`` ->
-    ``("hidden=0,0.1", ["early@5", "late@5"])``; one schedule sets the base, several an axis
-    (``constant`` is the unscheduled rate)."""
-    from droplab.nn.schedule import is_schedule_text
-
-    head, *fields = text.split(":")
-    kept, schedules = [head], []
-    for field in fields:
-        items = [f.strip() for f in field.split(",") if f.strip()]
-        if items and all(is_schedule_text(f) for f in items):
-            if schedules:
-                raise ConfigError(f"--dropout {text!r} gives schedules twice")
-            schedules = items
-        else:
-            kept.append(field)
-    return ":".join(kept), schedules
-
-
-def flag_overrides(
-    *,
-    dropout: list[str] | None = None,
-    axes: list[str] | None = None,
-    train_lists: Mapping[str, str] | None = None,
-    sections: Mapping[str, Mapping[str, Any]] | None = None,
-    top: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Turn command-line flags into a dictionary that :func:`droplab.train.config.merge_overrides` lays over a TOML file.
-
-    Args:
-        dropout: ``--dropout PLACE=RATES[:LAYER][:SCHEDULES]`` values; each becomes axis
-            ``dropout.PLACE`` (and the place's layer in ``[model]``); one schedule
-            (``early@5``) goes to ``[model]``, several (``early@5,late@5,constant``) make axis
-            ``dropout.PLACE.schedule``.
-        axes: ``--axis NAME=VALUES`` values.
-        train_lists: ``{"lr": "1e-3,1e-2", ...}``: one value sets ``[train]``, several make a
-            ``train.<name>`` axis.
-        sections: plain values per section, ``{"train": {"epochs": 5}}``.
-        top: top-level keys (``seeds``, ``sampler``, ...).
-
-    Example:
-        >>> flag_overrides(dropout=["hidden=0,0.5"], top={"seeds": 2})["space"]
-        {'dropout.hidden': [0, 0.5]}
-    """
-    out: dict[str, Any] = {k: dict(v) for k, v in (sections or {}).items() if v}
-    space: dict[str, Any] = {}
-    for text in dropout or []:
-        text, schedules = _split_schedules(text)
-        place, rates, layer = parse_dropout_flag(text)
-        space[f"dropout.{place}"] = rates
-        if len(schedules) > 1:
-            space[f"dropout.{place}.schedule"] = schedules
-        if layer is not None or len(schedules) == 1:
-            model = out.setdefault("model", {})
-            drop = dict(model.get("dropout", {}))
-            drop[place] = {"p": 0.0, "layer": layer}
-            if len(schedules) == 1:
-                drop[place]["schedule"] = schedules[0]
-            model["dropout"] = drop
-    for text in axes or []:
-        name, values = parse_axis_flag(text)
-        space[name] = values
-    for name, text in (train_lists or {}).items():
-        if text is None:
-            continue
-        values = parse_values(text)
-        if len(values) == 1:
-            out.setdefault("train", {})[name] = values[0]
-        else:
-            space[f"train.{name}"] = values
-    if space:
-        out["space"] = space
-    out.update({k: v for k, v in (top or {}).items() if v is not None})
-    return out
