@@ -61,7 +61,7 @@ evaluations, from a baseline taken once freed memory went back to the OS; on CUD
 from droplab.sweep.population.base import Member, Unstackable, _derive_seed  # noqa: F401
 from droplab.sweep.population.core import POPULATION_FORMAT, Population, make_population
 from droplab.sweep.population.losses import GAUSSIAN_MIN_VAR, _loss_and_grad_out, gaussian_nll  # noqa: F401
-from droplab.sweep.population.mlp import MLPNet, mlp_fast_path, mlp_positions  # noqa: F401
+from droplab.sweep.population.mlp import MLPNet, mlp_fast_path, mlp_positions, mlp_rates, population_net  # noqa: F401
 from droplab.sweep.population.module import ModuleNet, module_signature  # noqa: F401
 
 __all__ = [
@@ -72,6 +72,8 @@ __all__ = [
     "Population",
     "Unstackable",
     "mlp_fast_path",
+    "mlp_rates",
+    "population_net",
     "make_population",
     "POPULATION_FORMAT",
 ]
