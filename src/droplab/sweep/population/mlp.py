@@ -1,4 +1,12 @@
-"""The batched MLP path: droplab's MLP specs trained as stacked ``(K, in, out)`` weights."""
+"""The batched MLP path: droplab's MLP specs trained as stacked ``(K, in, out)`` weights.
+
+For ``kind="mlp"`` specs without batch norm whose dropout is Bernoulli (``dropout``/``classic``,
+no options): weights multiplied with ``torch.baddbmm`` (narrow products transposed on the CPU),
+a hand-written backward for ReLU, autograd otherwise. Rates are per member: the uniforms are
+drawn once per seed and each member keeps ``u >= p`` by
+:func:`droplab.functional.batched_dropout_mask`, so masks nest across rates. Which engine trains
+a set of members is decided here, once: :func:`population_net`.
+"""
 
 from __future__ import annotations
 
