@@ -1,0 +1,143 @@
+"""The torch.func path: any ``nn.Module`` stacked and vmapped over the members."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from droplab.sweep.population.base import Member, Unstackable, _Net
+from droplab.sweep.population.losses import gaussian_nll
+
+__all__ = ["ModuleNet", "module_signature"]
+
+
+class ModuleNet(_Net):
+    """Any ``nn.Module`` stacked with ``torch.func`` (see the module docstring).
+
+    Args:
+        build: ``member -> nn.Module``; called once per member with the member's seed
+            already applied to torch's RNG (inside ``torch.random.fork_rng``).
+        members: the population.
+
+    Raises:
+        Unstackable: the members' modules differ in structure, or carry a learned-rate
+            regularizer (``regularization()``), which ``functional_call`` cannot reach.
+    """
+
+    def __init__(self, build: Callable[[Member], nn.Module], members: Sequence[Member]) -> None:
+        modules = []
+        for m in members:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(m.seed)
+                modules.append(build(m))
+        signatures = {module_signature(mod) for mod in modules}
+        if len(signatures) > 1:
+            raise Unstackable("the configurations build modules of different structure")
+        template = modules[0]
+        if any(callable(getattr(mod, "regularization", None)) for mod in template.modules()):
+            raise Unstackable("a module adds its own regularization() term to the loss")
+        from torch.func import stack_module_state
+
+        params, buffers = stack_module_state(modules)
+        self._params = {k: v.detach().clone() for k, v in params.items()}
+        self._buffers = {k: v.detach().clone() for k, v in buffers.items()}
+        self.template = template
+        self.names = list(self._params)
+        from droplab.regularize import weight_parameters
+
+        ids = {id(p): n for n, p in template.named_parameters()}
+        self.weight_names = [ids[id(p)] for p in weight_parameters(template) if id(p) in ids]
+        self._module_of = {}
+        for mod_name, mod in template.named_modules():
+            for pname, _ in mod.named_parameters(recurse=False):
+                self._module_of[f"{mod_name}.{pname}" if mod_name else pname] = mod
+        if any(
+            isinstance(self._module_of.get(n), nn.modules.conv._ConvTransposeNd) for n in self.weight_names
+        ):
+            self._has_transpose = True
+        else:
+            self._has_transpose = False
+        self._grad_fn = None
+        self._pred_fn = None
+        from droplab.train.schedules import scheduled_layers
+
+        # Members share the module configuration, so one schedule drives the template's layers.
+        self._scheduled = scheduled_layers(template)
+        self.per_step_schedule = any(s.unit == "step" for _, _, s in self._scheduled)
+
+    def update_schedule(self, epoch: int, step: int) -> None:
+        from droplab.train.schedules import apply_schedules
+
+        apply_schedules(self._scheduled, epoch, step)
+
+    def init_params(self, members):
+        return self._params, self._buffers
+
+    def unit_dims(self, name: str, tensor: torch.Tensor) -> tuple[int, ...]:
+        if self._has_transpose:
+            raise Unstackable("max-norm on a ConvTranspose layer in a population")
+        return tuple(range(2, tensor.dim()))
+
+    def _functions(self):
+        if self._grad_fn is None:
+            from torch.func import functional_call, grad_and_value, vmap
+
+            template = self.template
+
+            def loss(p, b, x, y, task):
+                out = functional_call(template, (p, b), (x,))
+                if task == "classification":
+                    return F.cross_entropy(out, y)
+                if task == "gaussian":
+                    return gaussian_nll(out, y).mean()
+                return F.mse_loss(out, y)
+
+            def grad_cls(p, b, x, y):
+                return grad_and_value(loss)(p, b, x, y, "classification")
+
+            def grad_reg(p, b, x, y):
+                return grad_and_value(loss)(p, b, x, y, "regression")
+
+            def grad_gauss(p, b, x, y):
+                return grad_and_value(loss)(p, b, x, y, "gaussian")
+
+            self._grad_fn = {
+                "classification": vmap(grad_cls, randomness="different"),
+                "regression": vmap(grad_reg, randomness="different"),
+                "gaussian": vmap(grad_gauss, randomness="different"),
+            }
+            self._pred_fn = vmap(
+                lambda p, b, x: functional_call(template, (p, b), (x,)),
+                in_dims=(0, 0, None),
+                randomness="different",
+            )
+        return self._grad_fn, self._pred_fn
+
+    def train_step(self, P, buffers, x, y, u, task):
+        grad_fn, _ = self._functions()
+        self.template.train()
+        grads, losses = grad_fn[task](P, buffers, x, y)
+        return losses.detach(), grads
+
+    @torch.no_grad()
+    def predict(self, P, buffers, x):
+        _, pred_fn = self._functions()
+        self.template.eval()
+        try:
+            return pred_fn(P, buffers, x)
+        finally:
+            self.template.train()
+
+
+def module_signature(module: nn.Module) -> tuple:
+    """A hashable description of a module's structure: types, reprs, parameter/buffer shapes.
+
+    Two modules with equal signatures can be stacked into one population.
+    """
+    mods = tuple((name, type(m).__name__, m.extra_repr()) for name, m in module.named_modules())
+    params = tuple((n, tuple(p.shape), str(p.dtype), p.requires_grad) for n, p in module.named_parameters())
+    bufs = tuple((n, tuple(b.shape), str(b.dtype)) for n, b in module.named_buffers())
+    return (mods, params, bufs)
