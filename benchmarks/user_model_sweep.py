@@ -104,6 +104,7 @@ def plain_loop(data, cfg: TrainConfig) -> tuple[float, dict[tuple[float, int], f
     for p in RATES:
         for seed in SEEDS:
             model = _build(p, seed)
+            torch.manual_seed(seed)  # the run's dropout draws (torch's global generator)
             opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
             g = torch.Generator().manual_seed(seed)
             for _ in range(cfg.epochs):
