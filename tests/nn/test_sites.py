@@ -218,3 +218,20 @@ def test_sites_model_trains_a_step(model):
     loss = F.cross_entropy(net(x), torch.tensor([0, 1, 0, 1]))
     loss.backward()
     assert torch.isfinite(loss)
+
+
+def test_existing_dropout_layers_are_at_sites_and_replaced_by_name():
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.3), nn.Linear(8, 8),
+                        nn.Dropout2d(0.1), nn.Linear(8, 2))
+    sites = dn.dropout_sites(net)
+    assert sites == {"after:1": "activation", "at:2": "dropout", "at:4": "dropout", "before:5": "head"}
+    assert dn.dropout_sites(dn.convert(net)) == sites  # the same names after convert
+    net.eval()
+    dn.insert_dropout(net, {"at:2": 0.5})
+    assert type(net[2]) is dn.Dropout and net[2].p == 0.5 and not net[2].training
+    assert len(net) == 6  # replaced, not added
+
+
+def test_modules_wrapped_by_droplab_layers_are_not_sites():
+    net = nn.Sequential(dn.DropConnect(nn.Linear(4, 4), 0.2), nn.ReLU(), nn.Linear(4, 2))
+    assert dn.dropout_sites(net) == {"after:1": "activation", "before:2": "head"}

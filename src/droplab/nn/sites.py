@@ -13,6 +13,9 @@ Naming rule (stable for a given model class: names come from ``named_modules`` p
   transformer's encoder layers; kind ``"block"``), i.e. between consecutive blocks.
 * ``"before:<path>"`` -- on the input of the head, the model's last ``nn.Linear`` in
   registration order (the classifier or regression head; kind ``"head"``).
+* ``"at:<path>"`` -- a dropout layer the model already has (droplab's, or torch's
+  ``nn.Dropout`` family; kind ``"dropout"``): :func:`insert_dropout` replaces it, so the rates
+  of a model written with dropout are set by name too.
 
 The layer is attached with a forward hook (``"after"``) or pre-hook (``"before"``) and registered
 as a child of the site's module, named ``dropout_after`` / ``dropout_before``: parameter names
@@ -33,6 +36,7 @@ from torch import nn
 from droplab._checks import did_you_mean
 from droplab.errors import ConfigError
 from droplab.nn._base import StochasticLayer
+from droplab.nn.convert import CONVERTED_TYPES
 from droplab.nn.dropout import Dropout
 
 __all__ = ["dropout_sites", "insert_dropout", "ACTIVATIONS"]
@@ -52,14 +56,21 @@ def _is_inserted(path: str) -> bool:
     return last in (_AFTER, _BEFORE)
 
 
+def _is_dropout(module: nn.Module) -> bool:
+    """A dropout layer that can be replaced: torch's, or droplab's that wraps no module."""
+    if type(module) in CONVERTED_TYPES:
+        return True
+    return isinstance(module, StochasticLayer) and not any(True for _ in module.children())
+
+
 def _walk(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """``named_modules`` without droplab layers and anything :func:`insert_dropout` added."""
+    """``named_modules`` without what :func:`insert_dropout` added or droplab layers wrap."""
     out = []
     for path, module in model.named_modules():
-        if path and (isinstance(module, StochasticLayer) or any(
-            _is_inserted(p) for p in _prefixes(path)
-        )):
+        if path and any(_is_inserted(p) for p in _prefixes(path)):
             continue
+        if path and any(isinstance(a, StochasticLayer) for _, a in _ancestors(model, path)):
+            continue  # inside DropConnect, WeightDrop ...: the wrapped module is not a site
         out.append((path, module))
     return out
 
@@ -80,7 +91,7 @@ def dropout_sites(model: nn.Module) -> dict[str, str]:
 
     Returns:
         An ordered dict ``{site: kind}``, kind one of ``"activation"``, ``"block"``,
-        ``"head"``. Empty if the model has none (say, a single ``nn.Linear`` at the root).
+        ``"head"``, ``"dropout"``. Empty if the model has none (say, a single ``nn.Linear`` at the root).
 
     Example:
         >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
@@ -96,10 +107,12 @@ def dropout_sites(model: nn.Module) -> dict[str, str]:
             continue
         if isinstance(module, ACTIVATIONS):
             sites[f"after:{path}"] = "activation"
+        elif _is_dropout(module):
+            sites[f"at:{path}"] = "dropout"
     for path, container in modules:
         if not isinstance(container, (nn.Sequential, nn.ModuleList)):
             continue
-        children = [(n, c) for n, c in container.named_children() if not isinstance(c, StochasticLayer)]
+        children = [(n, c) for n, c in container.named_children() if not _is_dropout(c)]
         for name, child in children:
             if isinstance(child, ACTIVATIONS):
                 continue
@@ -113,6 +126,10 @@ def dropout_sites(model: nn.Module) -> dict[str, str]:
     # Blocks were found in a second pass; put every site back in module order, head last.
     order = {path: i for i, (path, _) in enumerate(modules)}
     return dict(sorted(sites.items(), key=lambda kv: (kv[1] == "head", order[kv[0].split(":", 1)[1]])))
+
+
+def _ancestors(model: nn.Module, path: str) -> list[tuple[str, nn.Module]]:
+    return [(p, model.get_submodule(p)) for p in _prefixes(path)[:-1]]
 
 
 def _after_hook(module: nn.Module, args: Any, output: Any) -> Any:
@@ -138,7 +155,8 @@ def insert_dropout(
 
     Every site in ``rates`` gets ``layer(rate)`` (a rate of 0 still inserts the layer, the
     identity, so that models of a placement sweep keep one structure). Inserting at a site that
-    already holds a layer replaces it. See the module docstring for how the layer is attached
+    already holds a layer replaces it; an ``"at:"`` site is the model's own dropout layer,
+    replaced by ``layer(rate)``. See the module docstring for how the layer is attached
     (hooks; ``state_dict`` keys unchanged) and :func:`dropout_sites` for the names.
 
     Dropout: Srivastava, Hinton, Krizhevsky, Sutskever, Salakhutdinov, JMLR 15, 2014.
@@ -174,6 +192,11 @@ def insert_dropout(
     built = {site: layer(rate) for site, rate in rates.items()}  # validates every rate first
     for site, new in built.items():
         where, path = site.split(":", 1)
+        if where == "at":
+            parent, _, name = path.rpartition(".")
+            new.train(model.get_submodule(path).training)
+            setattr(model.get_submodule(parent), name, new)
+            continue
         target = model.get_submodule(path)
         attr = _AFTER if where == "after" else _BEFORE
         had = hasattr(target, attr)
