@@ -150,3 +150,13 @@ def test_population_over_rates_is_deterministic():
         return [rows[i]["train_loss"] for i in range(2)]
 
     assert run() == run()
+
+
+def test_shared_axes_per_member_and_their_range_check():
+    from droplab.errors import ConfigError
+
+    x = torch.ones(8, 6, 5)
+    out = vmap(lambda r: member_dropout(x, r, shared_axes=(1,)), randomness="different")(RATES)
+    assert torch.equal(out, out[:, :, :1, :].expand_as(out))  # one mask value along axis 1
+    with pytest.raises(ConfigError, match="shared_axes entry 3 is out of range for a 3D input"):
+        vmap(lambda r: member_dropout(x, r, shared_axes=(3,)), randomness="different")(RATES)

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from droplab._checks import check_rank
 from droplab.functional import _random
-from droplab.functional.unit import alpha_dropout, dropout, spatial_dropout
+from droplab.functional.unit import _normalize_axes, alpha_dropout, dropout, spatial_dropout
 
 __all__ = [
     "is_member_batched",
@@ -49,7 +49,7 @@ def _keep(shape: Sequence[int], p: Tensor, like: Tensor, generator: torch.Genera
 
 
 def _shape(x: Tensor, shared_axes: Sequence[int]) -> list[int]:
-    axes = {a % x.dim() for a in shared_axes}
+    axes = _normalize_axes(tuple(shared_axes), x)  # the float form's range check and message
     return [1 if d in axes else size for d, size in enumerate(x.shape)]
 
 
