@@ -16,7 +16,7 @@ Every out-of-place op pays for its fresh output's page faults: with glibc's mall
 allocation above 32 MiB is a fresh mapping, faulted in 4 KiB at a time, which at this size costs
 more than the kernel itself; the "clone" row shows that floor. droplab writes such large outputs
 (forward, and the gradient in backward) into its own mappings advised for transparent huge pages
-(``_fresh_output`` in ``droplab/functional/_counter.py``), so it can run above the clone row.
+(``_fresh_output`` in ``droplab/functional/counter.py``), so it can run above the clone row.
 torch's allocator can do the same for every tensor: ``THP_MEM_ALLOC_ENABLE=1`` in the environment
 (the header line says whether it is set); it helps torch's F.dropout little, since that is bound
 by its random number generation, and it slows the medium-sized allocations of a training loop.
@@ -36,7 +36,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from droplab.functional._counter import counter_backend, counter_dropout, draw_seed
+from droplab.functional.counter import counter_backend, counter_dropout, draw_seed
 
 
 def _interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:

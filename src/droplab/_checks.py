@@ -24,6 +24,7 @@ __all__ = [
     "check_writable_file",
     "check_choice",
     "check_rank",
+    "check_shared_axes",
     "check_keys",
     "did_you_mean",
 ]
@@ -116,6 +117,25 @@ def check_rank(name: str, x: Any, ranks: Sequence[int], layout: str = "") -> Non
         raise ConfigError(
             f"{name} expects a {want} input{lay}, got {x.dim()}D input of shape {tuple(x.shape)}"
         )
+
+
+def check_shared_axes(shared_axes: Any) -> tuple[int, ...]:
+    """Return ``shared_axes`` (an int or a sequence of distinct ints) as a tuple.
+
+    Types only: whether each axis exists is checked against the input when it comes.
+    """
+    is_int = isinstance(shared_axes, int) and not isinstance(shared_axes, bool)
+    axes = (shared_axes,) if is_int else shared_axes
+    if isinstance(axes, (str, bytes)) or not isinstance(axes, Sequence):
+        raise ConfigError(f"shared_axes must be an int or a sequence of ints, got {shared_axes!r}")
+    for axis in axes:
+        if not isinstance(axis, int) or isinstance(axis, bool):
+            raise ConfigError(
+                f"shared_axes must contain only ints, got {axis!r} in {tuple(axes)!r}"
+            )
+    if len(set(axes)) != len(axes):
+        raise ConfigError(f"shared_axes must not repeat an axis, got {tuple(axes)!r}")
+    return tuple(axes)
 
 
 def check_writable_file(what: str, path: Any) -> str:

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from scipy import stats
 
 from droplab.errors import ConfigError
-from droplab.functional import _counter
-from droplab.functional._counter import counter_backend, counter_dropout, counter_uniform, draw_seed
+from droplab.functional import counter as _counter
+from droplab.functional.counter import counter_backend, counter_dropout, counter_uniform, draw_seed
 
 N = 1 << 16
 SEEDS = (0, 1, 12345, 2**63 - 1)

@@ -5,7 +5,7 @@ import torch
 
 from droplab.functional import dropout
 from droplab.functional import unit as _mod
-from droplab.functional._counter import counter_dropout, draw_seed
+from droplab.functional.counter import counter_dropout, draw_seed
 
 N = _mod.COUNTER_MIN_NUMEL
 

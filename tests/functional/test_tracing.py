@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 import droplab.nn as dn
-from droplab.functional import _counter
-from droplab.functional._counter import counter_dropout
+from droplab.functional import counter as _counter
+from droplab.functional.counter import counter_dropout
 from droplab.functional import unit as _unit
 
 N = _unit.COUNTER_MIN_NUMEL  # 2**17: the smallest input the counter path takes

@@ -216,7 +216,7 @@ def test_cli_missing_folder(tmp_path, capsys):
 
 def test_shared_seed_masks_equal_the_fused_counter_kernel():
     """Members sharing a seed hash the draws once; the masks equal counter_dropout's, bit for bit."""
-    from droplab.functional._counter import counter_dropout
+    from droplab.functional.counter import counter_dropout
     from droplab.sweep.population import _derive_seed
 
     spec = ModelSpec(kind="mlp", hidden=(), dropout={"input": 0.0})

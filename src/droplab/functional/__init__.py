@@ -43,3 +43,7 @@ from droplab.functional.ensembles import (  # noqa: E402
 )
 
 __all__ += ["masksembles_masks", "masksembles", "batch_ensemble_linear", "batch_ensemble_conv2d"]
+# --- the batched keep-and-scale rule of many members at once (functional/unit.py) ---
+from droplab.functional.unit import batched_dropout_mask, batched_dropout_params  # noqa: E402
+
+__all__ += ["batched_dropout_params", "batched_dropout_mask"]

@@ -9,7 +9,7 @@ import torch
 
 from droplab._checks import check_nonneg_float, check_positive_float
 from droplab.errors import ConfigError
-from droplab.functional import _random
+from droplab.functional.random import rand
 
 __all__ = ["concrete_dropout", "concrete_drop_mask"]
 
@@ -61,7 +61,7 @@ def concrete_drop_mask(
     logit = _as_logit(p_logit, ref)
     dtype = dtype if dtype is not None else logit.dtype
     device = device if device is not None else logit.device
-    u = _random.rand(shape, generator, device)  # float32 for every dtype (see _random)
+    u = rand(shape, generator, device)  # float32 for every dtype (see droplab.functional.random)
     logit_u = (torch.log(u + eps) - torch.log(1 - u + eps)).to(dtype)
     return torch.sigmoid((logit.to(dtype) - logit_u) / temperature)
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from droplab._checks import check_bool, check_positive_int, check_probability, check_rank
 from droplab.errors import ConfigError
-from droplab.functional import _random
+from droplab.functional.random import rand, randn
 
 __all__ = ["drop_block1d", "drop_block2d", "drop_block3d", "drop_block_gamma"]
 
@@ -79,9 +79,9 @@ def _drop_block_nd(
     gamma = drop_block_gamma(p, block_size, spatial)
     n, c = x.shape[:2]
     valid = tuple(s - block_size + 1 for s in spatial)
-    # Uniforms in float32 whatever x's dtype (see functional/_random.py), and the mask is built
+    # Uniforms in float32 whatever x's dtype (see functional/random.py), and the mask is built
     # in float32: float16 would overflow counting kept units (65504) and bfloat16 would round it.
-    u = _random.rand((n, 1 if shared_channels else c, *valid), generator, x.device)
+    u = rand((n, 1 if shared_channels else c, *valid), generator, x.device)
     seeds = (u < gamma).to(torch.float32)
     # A seed at valid position i drops [i, i + block_size - 1] along each axis, so unit j is
     # dropped iff some seed lies in [j - block_size + 1, j]. Zero-padding block_size - 1 on both
@@ -92,7 +92,7 @@ def _drop_block_nd(
     if with_noise:
         # timm's with_noise: dropped units take standard normal noise, kept units stay as they
         # are (no rescaling). Drawn after the mask, so the mask is the one without noise.
-        noise = _random.randn(x.shape, generator, x.device)
+        noise = randn(x.shape, generator, x.device)
         return x * keep.to(x.dtype) + (noise * (1 - keep)).to(x.dtype)
     # Paper: A = A * count(M) / count_ones(M). Normalising by the realised kept count (not by
     # the expected one) keeps the tensor's total activation fixed; all-dropped gives zeros.

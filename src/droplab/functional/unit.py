@@ -11,7 +11,7 @@ so float16/bfloat16/float64 inputs get exactly the masks a float32 input would, 
 Large tensors take a faster path in :func:`dropout` (inverted mode, no shared axes, at least
 ``COUNTER_MIN_NUMEL`` elements, torch.compile available, a dense memory layout, not inside a
 user's torch.compile or torch.jit.trace): the mask is a counter-based hash of a seed drawn from
-the same generator and the element's index in memory order (:mod:`droplab.functional._counter`),
+the same generator and the element's index in memory order (:mod:`droplab.functional.counter`),
 so a channels_last input keeps its format without a copy.
 It is the same for any thread count, nested across rates in the same way (``u < p``), and
 regenerated in backward instead of stored. Below the threshold, a compiled call costs more than
@@ -27,10 +27,16 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from droplab._checks import check_choice, check_nonneg_float, check_probability, check_rank
+from droplab._checks import (
+    check_choice,
+    check_nonneg_float,
+    check_probability,
+    check_rank,
+    check_shared_axes,
+)
 from droplab.errors import ConfigError
-from droplab.functional import _random
-from droplab.functional._counter import counter_backend, counter_dropout, draw_seed
+from droplab.functional.random import rand, randn
+from droplab.functional.counter import counter_backend, counter_dropout, draw_seed
 
 __all__ = [
     "dropout",
@@ -40,12 +46,16 @@ __all__ = [
     "drop_path",
     "feature_alpha_dropout",
     "gaussian_noise",
+    "batched_dropout_params",
+    "batched_dropout_mask",
+    "DROPOUT_MODES",
+    "DROP_PATH_MODES",
 ]
 
-# The two forms of Bernoulli dropout; the first is the default everywhere in droplab.
-_MODES: tuple[str, ...] = ("inverted", "classic")
-# Stochastic depth: one draw per sample (timm, torchvision "row") or one per batch ("batch").
-_DROP_PATH_MODES: tuple[str, ...] = ("row", "batch")
+#: The two forms of Bernoulli dropout; the first is the default everywhere in droplab.
+DROPOUT_MODES: tuple[str, ...] = ("inverted", "classic")
+#: Stochastic depth: one draw per sample (timm, torchvision ``"row"``) or one per batch.
+DROP_PATH_MODES: tuple[str, ...] = ("row", "batch")
 
 # Inputs at least this large use the counter-hash path (see the module docstring).
 COUNTER_MIN_NUMEL = 1 << 17
@@ -59,7 +69,7 @@ _ALPHA_PRIME = -_SELU_SCALE * _SELU_ALPHA
 
 def _uniform(shape: Sequence[int], like: Tensor, generator: torch.Generator | None) -> Tensor:
     """Uniforms in [0, 1) of ``shape`` on ``like``'s device (float32, see module docstring)."""
-    return _random.rand(shape, generator, like.device)
+    return rand(shape, generator, like.device)
 
 
 def _keep_mask(
@@ -92,22 +102,6 @@ def _normalize_axes(shared_axes: Sequence[int], x: Tensor) -> tuple[int, ...]:
             )
         out.append(axis)
     return tuple(out)
-
-
-def _check_shared_axes(shared_axes: int | Sequence[int]) -> tuple[int, ...]:
-    """Type-check ``shared_axes`` (range is checked against the input later)."""
-    is_int = isinstance(shared_axes, int) and not isinstance(shared_axes, bool)
-    axes = (shared_axes,) if is_int else shared_axes
-    if isinstance(axes, (str, bytes)) or not isinstance(axes, Sequence):
-        raise ConfigError(f"shared_axes must be an int or a sequence of ints, got {shared_axes!r}")
-    for axis in axes:
-        if not isinstance(axis, int) or isinstance(axis, bool):
-            raise ConfigError(
-                f"shared_axes must contain only ints, got {axis!r} in {tuple(axes)!r}"
-            )
-    if len(set(axes)) != len(axes):
-        raise ConfigError(f"shared_axes must not repeat an axis, got {tuple(axes)!r}")
-    return tuple(axes)
 
 
 def dropout(
@@ -152,8 +146,8 @@ def dropout(
         >>> y = dropout(torch.ones(4, 8), 0.5, mode="classic", training=False)  # all 0.5
     """
     p = check_probability("p", p)
-    check_choice("mode", mode, _MODES)
-    axes = _normalize_axes(_check_shared_axes(shared_axes), x)
+    check_choice("mode", mode, DROPOUT_MODES)
+    axes = _normalize_axes(check_shared_axes(shared_axes), x)
     if not training:
         return x if mode == "inverted" or p == 0.0 else x * (1.0 - p)
     if p == 0.0:
@@ -201,6 +195,73 @@ def _use_counter(x: Tensor) -> bool:
         and not torch._C._functorch.is_functorch_wrapped_tensor(x)
         and counter_backend() == "compiled"
     )
+
+
+def batched_dropout_params(p: Tensor, *, mode: str = "inverted") -> tuple[Tensor, Tensor, Tensor]:
+    """Thresholds and scales of Bernoulli dropout for many members, each with its own rate.
+
+    The rule of :func:`dropout` (Srivastava et al., JMLR 15, 2014) for a stack of ``K`` members
+    trained at once (the sweep's batched MLP, :class:`droplab.sweep.MLPNet`): a unit is kept iff
+    its float32 uniform ``u >= p``, with ``p`` rounded to float32 as in :func:`dropout`, so one
+    member's draws give masks nested across rates. Kept units are scaled by ``1 / (1 - p)``
+    (``"inverted"``: computed in float64 and rounded once to float32, as torch's dropout and
+    :func:`droplab.functional.counter.counter_dropout` scale; :func:`dropout`'s generator path
+    divides by ``float32(1 - p)`` instead, which differs in the last bit for about a quarter of
+    rates, none of 0.05, 0.1, 0.2, ..., 0.9) or by 1 (``"classic"``, which scales by ``1 - p``
+    in eval mode instead). Apply them with :func:`batched_dropout_mask`.
+
+    Args:
+        p: per-member rates in [0, 1), float64 (any shape, e.g. ``(K,)``, or ``(K, 1, W)`` with
+            one rate per column). Not checked: the caller validated the rates.
+        mode: ``"inverted"`` (default) or ``"classic"``.
+
+    Returns:
+        ``(threshold, scale, eval_scale)``, float32 tensors of ``p``'s shape: keep iff
+        ``u >= threshold``; kept units times ``scale`` in training; outputs times
+        ``eval_scale`` in eval mode (ones in inverted mode).
+
+    Example:
+        >>> thr, scale, _ = batched_dropout_params(torch.tensor([0.0, 0.5], dtype=torch.float64))
+        >>> scale.tolist()
+        [1.0, 2.0]
+    """
+    check_choice("mode", mode, DROPOUT_MODES)
+    p = p.to(torch.float64)
+    threshold = p.float()
+    if mode == "inverted":
+        return threshold, (1.0 / (1.0 - p)).float(), torch.ones_like(threshold)
+    return threshold, torch.ones_like(threshold), (1.0 - p).float()
+
+
+def batched_dropout_mask(
+    u: Tensor, threshold: Tensor, scale: Tensor, *, out: Tensor | None = None
+) -> Tensor:
+    """Keep-and-scale masks of many members at once: ``(u >= threshold) * scale``.
+
+    ``threshold`` and ``scale`` come from :func:`batched_dropout_params` and broadcast against
+    the uniforms ``u`` (float32 in [0, 1), e.g. ``(K, B, W)`` against ``(K, 1, W)``). With the
+    uniforms :func:`dropout` draws for member ``k`` and a classic-mode member, or an inverted
+    one at a rate whose two roundings of ``1 / (1 - p)`` agree (see
+    :func:`batched_dropout_params`), ``x * mask[k]`` equals :func:`dropout`'s output bit for bit.
+
+    Args:
+        u: uniforms, float32.
+        threshold: float32 thresholds, broadcastable to ``u``.
+        scale: float32 scales of kept units, broadcastable to ``u``.
+        out: where to write the masks; ``out=u`` builds them in the uniforms' own memory (two
+            passes, no new tensor).
+
+    Shape:
+        ``u``: ``(*)``; result: ``(*)`` (``u``'s shape).
+
+    Example:
+        >>> thr, scale, _ = batched_dropout_params(torch.tensor([[0.5]], dtype=torch.float64))
+        >>> batched_dropout_mask(torch.tensor([[0.2, 0.7]]), thr, scale).tolist()
+        [[0.0, 2.0]]
+    """
+    if out is None:
+        return torch.ge(u, threshold).to(scale.dtype).mul_(scale)
+    return torch.ge(u, threshold, out=out).mul_(scale)
 
 
 def spatial_dropout(
@@ -263,7 +324,7 @@ def gaussian_dropout(
     if not training or p == 0.0:
         return x
     std = math.sqrt(p / (1.0 - p))
-    z = _random.randn(x.shape, generator, x.device)
+    z = randn(x.shape, generator, x.device)
     return x * z.mul_(std).add_(1.0).to(x.dtype)
 
 
@@ -300,7 +361,7 @@ def alpha_dropout(
         >>> y = alpha_dropout(torch.randn(8, 20, 32), 0.1, shared_axes=1)  # same at every step
     """
     p = check_probability("p", p)
-    axes = _normalize_axes(_check_shared_axes(shared_axes), x)
+    axes = _normalize_axes(check_shared_axes(shared_axes), x)
     if not training or p == 0.0:
         return x
     a = ((1.0 - p) * (1.0 + p * _ALPHA_PRIME**2)) ** -0.5
@@ -346,7 +407,7 @@ def drop_path(
         >>> y = drop_path(torch.ones(8, 3, 4, 4), 0.25, mode="batch")  # all 0 or all 4/3
     """
     p = check_probability("p", p)
-    check_choice("mode", mode, _DROP_PATH_MODES)
+    check_choice("mode", mode, DROP_PATH_MODES)
     if x.dim() < 1:
         raise ConfigError(
             "drop_path expects an input with a batch dimension (N, *), "
@@ -417,5 +478,5 @@ def gaussian_noise(
     stddev = check_nonneg_float("stddev", stddev)
     if not training or stddev == 0.0:
         return x
-    z = _random.randn(x.shape, generator, x.device)
+    z = randn(x.shape, generator, x.device)
     return x + z.mul_(stddev).to(x.dtype)

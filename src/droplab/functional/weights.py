@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from droplab._checks import check_probability
-from droplab.functional import _random
+from droplab.functional.random import rand
 
 __all__ = ["drop_connect"]
 
@@ -47,5 +47,5 @@ def drop_connect(
     p = check_probability("p", p)
     if not training or p == 0:
         return weight
-    u = _random.rand(weight.shape, generator, weight.device)  # float32 for every dtype
+    u = rand(weight.shape, generator, weight.device)  # float32 for every dtype
     return weight * ((u >= p).to(weight.dtype) / (1 - p))

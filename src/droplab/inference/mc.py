@@ -50,7 +50,7 @@ from torch import Tensor, nn
 
 from droplab._checks import check_choice, check_positive_int, check_probability, did_you_mean
 from droplab.errors import ConfigError, DataError, DroplabWarning
-from droplab.functional._counter import draw_seed
+from droplab.functional.counter import draw_seed
 from droplab.inference.audit import _cuda_devices, find_guarded_functional, stochastic_kind
 from droplab.nn import StochasticLayer
 from droplab.stats import mean_ci

@@ -43,10 +43,8 @@ def make_dropout(
 
     opts: dict[str, Any] = dict(spec.options)
     layer = spec.layer
-    if layer == "dropout":
-        return dn.Dropout(p, generator=generator, **opts)
-    if layer == "classic":
-        return dn.Dropout(p, mode="classic", generator=generator, **opts)
+    if spec.bernoulli_mode is not None:
+        return dn.Dropout(p, mode=spec.bernoulli_mode, generator=generator, **opts)
     if layer == "gaussian":
         return dn.GaussianDropout(p, generator=generator)
     if layer == "alpha":

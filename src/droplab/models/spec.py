@@ -94,6 +94,9 @@ _CNN = ("cnn1d", "cnn2d")
 _RNN = ("gru", "lstm")
 _SEQ = _RNN + ("transformer",)
 
+# The Bernoulli dropout layers and their droplab.functional.dropout mode.
+_BERNOULLI_MODES = {"dropout": "inverted", "classic": "classic"}
+
 # Which places each kind has. "embedding" additionally needs vocab_size.
 _PLACES_BY_KIND = {
     "mlp": ("input", "hidden"),
@@ -269,6 +272,15 @@ class DropoutSpec:
                     f"{list(p)} already"
                 )
             object.__setattr__(self, "schedule", canonical_setting(depth, time))
+
+    @property
+    def bernoulli_mode(self) -> str | None:
+        """``"inverted"`` or ``"classic"`` for the Bernoulli dropout layers, else ``None``.
+
+        The one place a layer name becomes a :func:`droplab.functional.dropout` mode: the model
+        builders and the sweep's batched MLP both read it.
+        """
+        return _BERNOULLI_MODES.get(self.layer)
 
     @property
     def time_schedule(self) -> RateSchedule | None:

@@ -7,11 +7,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from droplab._checks import check_choice, check_nonneg_float
+from droplab._checks import check_choice, check_nonneg_float, check_shared_axes
 from droplab.functional.unit import (
-    _DROP_PATH_MODES,
-    _MODES,
-    _check_shared_axes,
+    DROP_PATH_MODES,
+    DROPOUT_MODES,
     alpha_dropout,
     drop_path,
     dropout,
@@ -66,8 +65,8 @@ class Dropout(StochasticLayer):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(p, generator=generator)
-        self.mode = check_choice("mode", mode, _MODES)
-        self.shared_axes = _check_shared_axes(shared_axes)
+        self.mode = check_choice("mode", mode, DROPOUT_MODES)
+        self.shared_axes = check_shared_axes(shared_axes)
 
     def forward(self, x: Tensor) -> Tensor:
         if "rate" in self._buffers:  # one rate per population member (nn/member_rates.py)
@@ -168,7 +167,7 @@ class AlphaDropout(StochasticLayer):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(p, generator=generator)
-        self.shared_axes = _check_shared_axes(shared_axes)
+        self.shared_axes = check_shared_axes(shared_axes)
 
     def forward(self, x: Tensor) -> Tensor:
         if "rate" in self._buffers:  # one rate per population member (nn/member_rates.py)
@@ -221,7 +220,7 @@ class DropPath(StochasticLayer):
     ) -> None:
         super().__init__(p, generator=generator)
         self.scale_by_keep = bool(scale_by_keep)
-        self.mode = check_choice("mode", mode, _DROP_PATH_MODES)
+        self.mode = check_choice("mode", mode, DROP_PATH_MODES)
         # Unscaled kept samples make E[train output] = (1 - p) * eval output.
         self.mean_preserving = self.scale_by_keep  # type: ignore[misc]
 

@@ -14,7 +14,7 @@ from torch.func import functional_call
 
 from droplab._checks import check_choice, did_you_mean
 from droplab.errors import ConfigError
-from droplab.functional.unit import _MODES, dropout
+from droplab.functional.unit import DROPOUT_MODES, dropout
 from droplab.functional.recurrent import embedding_dropout, locked_dropout
 from droplab.nn._base import StochasticLayer
 
@@ -158,7 +158,7 @@ class WeightDrop(StochasticLayer):
             raise ConfigError(f"weights must not repeat a name, got {names!r}")
         self.rnn = rnn
         self.weights = names
-        self.mode = check_choice("mode", mode, _MODES)
+        self.mode = check_choice("mode", mode, DROPOUT_MODES)
 
     def _dropped_weights(self) -> dict[str, Tensor]:
         params = dict(self.rnn.named_parameters())

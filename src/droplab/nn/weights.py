@@ -14,7 +14,7 @@ from torch import nn
 
 from droplab._checks import check_choice, check_positive_int
 from droplab.errors import ConfigError
-from droplab.functional import _random
+from droplab.functional.random import randn
 from droplab.functional.weights import drop_connect
 from droplab.nn._base import StochasticLayer
 
@@ -139,7 +139,7 @@ class DropConnect(StochasticLayer):
         if self.inference == "mean" or self.activation is None or self.p == 0:
             return self._activate(self._apply_op(x, self.module.weight, self.module.bias))
         mean, var = self.preactivation_moments(x)
-        noise = _random.randn((self.samples, *mean.shape), self.generator, mean.device)
+        noise = randn((self.samples, *mean.shape), self.generator, mean.device)
         noise = noise.to(mean.dtype)
         return self._activate(mean + var.sqrt() * noise).mean(dim=0)
 

@@ -6,12 +6,12 @@
   no 1/2).
 - :func:`param_groups`, :class:`SGDW` -- decoupled weight decay (Loshchilov & Hutter, ICLR 2019,
   arXiv:1711.05101) in torch's ``AdamW`` convention ``theta -= lr * weight_decay * theta``.
-- :func:`max_norm_`, :class:`MaxNorm` -- max-norm constraint (Srivastava et al., JMLR 2014).
+- :func:`max_norm_`, :class:`MaxNorm`, :func:`clip_unit_norms_` -- max-norm constraint (Srivastava et al., JMLR 2014).
 
 Early stopping is a trainer callback and lives in :mod:`droplab.train`.
 """
 
-from droplab.regularize.constraints import MaxNorm, max_norm_
+from droplab.regularize.constraints import MaxNorm, clip_unit_norms_, max_norm_
 from droplab.regularize.decay import SGDW, param_groups
 from droplab.regularize.penalties import (
     PARAMETER_KINDS,
@@ -31,4 +31,5 @@ __all__ = [
     "SGDW",
     "max_norm_",
     "MaxNorm",
+    "clip_unit_norms_",
 ]

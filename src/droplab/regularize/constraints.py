@@ -17,11 +17,28 @@ from droplab._checks import check_positive_float
 from droplab.errors import ConfigError
 from droplab.regularize.penalties import _named_trainable, parameter_kind
 
-__all__ = ["max_norm_", "MaxNorm"]
+__all__ = ["max_norm_", "MaxNorm", "clip_unit_norms_"]
 
 
-def _clip_(units: torch.Tensor, c: float, reduce_dims: tuple[int, ...]) -> None:
-    """Scale slices of ``units`` whose L2 norm over ``reduce_dims`` exceeds ``c``, in place."""
+def clip_unit_norms_(units: torch.Tensor, c: float, reduce_dims: tuple[int, ...]) -> None:
+    """Scale slices of ``units`` whose L2 norm over ``reduce_dims`` exceeds ``c`` to norm ``c``.
+
+    The max-norm rule of :func:`max_norm_` (Srivastava et al., JMLR 2014, section 5.1) on one
+    tensor whose unit vectors span ``reduce_dims``, in place; slices within the bound stay
+    bitwise intact. For layouts :func:`max_norm_` does not know, e.g. the stacked weights
+    ``(K, in, out)`` of a sweep population (``reduce_dims=(1,)``: each member's units alone).
+    ``c`` is not checked (the caller's configuration was).
+
+    Args:
+        units: the weights, changed in place.
+        c: the bound, > 0.
+        reduce_dims: the dims one unit's incoming weights span.
+
+    Example:
+        >>> w = torch.full((2, 4), 3.0)
+        >>> clip_unit_norms_(w, 3.0, (1,)); w[0].norm().item()
+        3.0
+    """
     norms = torch.linalg.vector_norm(units, ord=2, dim=reduce_dims, keepdim=True)
     # Units within the bound are multiplied by exactly 1.0, which leaves them bitwise intact.
     scale = torch.where(norms > c, c / norms, torch.ones_like(norms))
@@ -39,16 +56,16 @@ def _constrain_(w: torch.Tensor, c: float, module: nn.Module | None) -> None:
         # w[g*in_g:(g+1)*in_g, j]; its incoming vector spans the in and kernel axes.
         g = module.groups
         if g == 1:
-            _clip_(w, c, (0, *range(2, w.dim())))
+            clip_unit_norms_(w, c, (0, *range(2, w.dim())))
             return
         grouped = w.contiguous().view(g, w.shape[0] // g, w.shape[1], -1)
-        _clip_(grouped, c, (1, 3))
+        clip_unit_norms_(grouped, c, (1, 3))
         if grouped.data_ptr() != w.data_ptr():  # w was not contiguous: write the copy back
             w.copy_(grouped.view(w.shape))
         return
     # Linear (out, in), Conv (out, in / groups, *kernel), RNN (gates*hidden, in): one unit
     # per index of dim 0, its incoming weights spanning the other dims (any memory layout).
-    _clip_(w, c, tuple(range(1, w.dim())))
+    clip_unit_norms_(w, c, tuple(range(1, w.dim())))
 
 
 def max_norm_(model_or_params: nn.Module | Iterable[torch.Tensor], c: float) -> None:

@@ -201,8 +201,8 @@ def train_group(
         on_epoch: population engines only: called after every epoch with the population and
             its rows (e.g. to record per-epoch test curves).
     """
-    from droplab.sweep import Member, MLPNet, ModuleNet, make_population
-    from droplab.sweep.population import mlp_fast_path
+    from droplab.sweep import Member, MLPNet, make_population
+    from droplab.sweep.population import population_net
 
     t0 = time.perf_counter()
     seeds = list(ctx.seeds)
@@ -217,16 +217,10 @@ def train_group(
                    schedules=a.schedules or (None,) * len(a.rates or ()))
             for a in arms for s in seeds
         ]
-        if mlp_fast_path(spec) is None and all(a.rates is not None for a in arms):
-            kind = "mlp"
-            make_net = lambda: MLPNet(spec, splits.input_shape, splits.n_outputs, members)  # noqa: E731
-        else:
-            kind = "module"
-            build = lambda m: build_model(spec, splits.input_shape, splits.n_outputs)  # noqa: E731
-            make_net = lambda: ModuleNet(build, members)  # noqa: E731
+        make_net = population_net(spec, splits.input_shape, splits.n_outputs, members)
         pop, _ = make_population(make_net, members, (x, y, xv, yv), splits.task)
-        if pop is None:
-            kind = "trainer"
+        if pop is not None:
+            kind = "mlp" if isinstance(pop.net, MLPNet) else "module"
 
     test: dict[str, dict[int, dict[str, float]]] = {a.key: {} for a in arms}
     history: dict[tuple[str, int], list[dict[str, Any]]] = {}

@@ -27,8 +27,8 @@ from droplab.sweep.population import (
     ModuleNet,
     Population,
     make_population,
-    mlp_fast_path,
-    mlp_positions,
+    mlp_rates,
+    population_net,
 )
 from droplab.train.config import RunConfig, TrainConfig
 
@@ -182,14 +182,9 @@ def ensemble(
     seeds = [seed + i for i in range(members)]
     if isinstance(build, ModelSpec):
         spec = build
-        rates = None
-        if mlp_fast_path(spec) is None:
-            rates = tuple(_rate(spec, place, i) for place, i in mlp_positions(spec))
+        rates = mlp_rates(spec)
         group = [Member(f"member{i}", {}, s, train.replace(seed=s), rates) for i, s in enumerate(seeds)]
-        if rates is not None:
-            make_net: Callable[[], Any] = lambda: MLPNet(spec, input_shape, n_outputs, group)  # noqa: E731
-        else:
-            make_net = lambda: ModuleNet(lambda m: build_model(spec, input_shape, n_outputs), group)  # noqa: E731
+        make_net: Callable[[], Any] = population_net(spec, input_shape, n_outputs, group)
         make = lambda s: build_model(spec, input_shape, n_outputs, seed=s)  # noqa: E731
     elif callable(build):
         spec = None
@@ -231,11 +226,6 @@ def ensemble(
     out.history = pop.history
     out.train_seconds = seconds
     return out
-
-
-def _rate(spec: Any, place: str, i: int) -> float:
-    p = spec.dropout[place].p
-    return float(p[i] if isinstance(p, tuple) else p)
 
 
 def ensemble_run(config: RunConfig, members: int, *, bootstrap: bool = False) -> tuple[Ensemble, dict[str, Any]]:

@@ -8,14 +8,16 @@ arXiv:1711.05101).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from droplab.train.config import TrainConfig
+if TYPE_CHECKING:  # annotations only: an import at run time closes a cycle through the trainer
+    from droplab.train.config import TrainConfig
 
-__all__ = ["build_optimizer", "build_scheduler", "SCHEDULE_STEPS_PER_BATCH"]
+__all__ = ["build_optimizer", "build_optimizer_over", "build_scheduler", "SCHEDULE_STEPS_PER_BATCH"]
 
 #: Schedules stepped after every optimizer step (the others are stepped once per epoch).
 SCHEDULE_STEPS_PER_BATCH = ("onecycle",)
@@ -42,26 +44,68 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
         from droplab.errors import ConfigError
 
         raise ConfigError("the model has no trainable parameters")
-    wd = config.weight_decay
-    if wd > 0:
+    if config.weight_decay > 0:
         from droplab.regularize import param_groups
 
-        params = param_groups(model, wd)
+        params = param_groups(model, config.weight_decay)
+    return _optimizer(params, config)
+
+
+def build_optimizer_over(
+    weights: Sequence[torch.Tensor],
+    others: Sequence[torch.Tensor],
+    config: TrainConfig,
+    *,
+    fused: bool = False,
+) -> torch.optim.Optimizer:
+    """The optimizer of :func:`build_optimizer` over tensors that no module holds.
+
+    For stacked parameters (a sweep population's, one row per member): ``weights`` get
+    ``config.weight_decay``, ``others`` (biases) none -- the groups
+    :func:`droplab.regularize.param_groups` makes of a model.
+
+    Args:
+        weights: the decayed tensors (leaf tensors; views of a stack are fine).
+        others: the tensors never decayed.
+        config: the training configuration.
+        fused: use torch's fused kernels where it has them (SGD, Adam, AdamW; on CPU and
+            CUDA) and its ``foreach`` implementation for RMSprop (default False: torch's
+            defaults, as :func:`build_optimizer`). Same updates up to float rounding.
+
+    Example:
+        >>> w, b = torch.zeros(3, 4, requires_grad=True), torch.zeros(3, 1, requires_grad=True)
+        >>> opt = build_optimizer_over([w], [b], TrainConfig(weight_decay=1e-2))
+    """
+    wd = config.weight_decay
+    params: Any = [*weights, *others]
+    if wd > 0:
+        params = [{"params": list(weights), "weight_decay": wd}]
+        if others:
+            params.append({"params": list(others), "weight_decay": 0.0})
+    return _optimizer(params, config, fused=fused)
+
+
+def _optimizer(params: Any, config: TrainConfig, *, fused: bool = False) -> torch.optim.Optimizer:
+    """``config.optimizer`` over ``params`` (tensors or groups with their own weight decay)."""
+    fast: dict[str, Any] = {"fused": True} if fused else {}
     if config.optimizer == "sgd":
-        if wd > 0:
+        if config.weight_decay > 0:
             from droplab.regularize import SGDW
 
             return SGDW(params, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
         return torch.optim.SGD(
-            params, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov
+            params, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov, **fast
         )
     if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr)
+        return torch.optim.Adam(params, lr=config.lr, **fast)
     if config.optimizer == "adamw":
         # weight_decay=0.0 as the default so that a plain parameter list is not decayed with
-        # torch's default 1e-2; the groups from param_groups carry their own values.
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
-    return torch.optim.RMSprop(params, lr=config.lr, momentum=config.momentum)
+        # torch's default 1e-2; the groups carry their own values.
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0, **fast)
+    # RMSprop has no fused kernel: its foreach implementation is the fast one.
+    return torch.optim.RMSprop(
+        params, lr=config.lr, momentum=config.momentum, **({"foreach": True} if fused else {})
+    )
 
 
 def build_scheduler(

@@ -18,7 +18,7 @@ from droplab.sweep.population.losses import gaussian_nll
 from droplab.sweep.population.mlp import MLPNet
 from droplab.sweep.population.module import ModuleNet
 from droplab.train.config import TrainConfig
-from droplab.train.optim import SCHEDULE_STEPS_PER_BATCH, build_scheduler
+from droplab.train.optim import SCHEDULE_STEPS_PER_BATCH, build_optimizer_over, build_scheduler
 
 __all__ = ["Population", "make_population", "POPULATION_FORMAT"]
 
@@ -306,7 +306,8 @@ class Population:
             weights = [views[n] for n in self.net.names if n in self.net.weight_names]
             others = [views[n] for n in self.net.names if n not in self.net.weight_names]
             run.views = views  # type: ignore[attr-defined]
-            run.optimizer = _make_optimizer(run.train, weights, others, self.device)
+            fused = self.device.type in ("cpu", "cuda")  # torch's fused kernels run there
+            run.optimizer = build_optimizer_over(weights, others, run.train, fused=fused)
             run.scheduler = build_scheduler(run.optimizer, run.train, self.steps_per_epoch)
 
     # -- state ---------------------------------------------------------------------------------
@@ -709,35 +710,11 @@ class Population:
         self.frozen = {i: {n: t[i] for n, t in state["weights"].items()} for i in range(self.k)}
 
 
-def _make_optimizer(cfg: TrainConfig, weights: list[torch.Tensor], others: list[torch.Tensor], device: torch.device):
-    """torch's optimizer for one run of members, as droplab.train.build_optimizer builds it."""
-    wd = cfg.weight_decay
-    params = weights + others
-    fused = {"fused": True} if device.type in ("cpu", "cuda") else {}
-    if wd > 0:
-        groups: Any = [{"params": weights, "weight_decay": wd}]
-        if others:
-            groups.append({"params": others, "weight_decay": 0.0})
-    else:
-        groups = params
-    if cfg.optimizer == "sgd":
-        if wd > 0:
-            from droplab.regularize import SGDW
-
-            return SGDW(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, **fused)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr, **fused)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=0.0, **fused)
-    return torch.optim.RMSprop(groups, lr=cfg.lr, momentum=cfg.momentum, foreach=True)
-
-
 def _max_norm_(w: torch.Tensor, c: float, dims: tuple[int, ...]) -> None:
     """Max-norm per unit on a stacked weight (droplab.regularize's rule, member axis kept)."""
-    from droplab.regularize.constraints import _clip_
+    from droplab.regularize import clip_unit_norms_
 
-    _clip_(w, c, dims)
+    clip_unit_norms_(w, c, dims)
 
 
 def _clip_per_member(grads: dict[str, torch.Tensor], max_norm: float) -> None:

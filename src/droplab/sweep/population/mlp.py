@@ -1,4 +1,12 @@
-"""The batched MLP path: droplab's MLP specs trained as stacked ``(K, in, out)`` weights."""
+"""The batched MLP path: droplab's MLP specs trained as stacked ``(K, in, out)`` weights.
+
+For ``kind="mlp"`` specs without batch norm whose dropout is Bernoulli (``dropout``/``classic``,
+no options): weights multiplied with ``torch.baddbmm`` (narrow products transposed on the CPU),
+a hand-written backward for ReLU, autograd otherwise. Rates are per member: the uniforms are
+drawn once per seed and each member keeps ``u >= p`` by
+:func:`droplab.functional.batched_dropout_mask`, so masks nest across rates. Which engine trains
+a set of members is decided here, once: :func:`population_net`.
+"""
 
 from __future__ import annotations
 
@@ -11,16 +19,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from droplab.errors import ConfigError
+from droplab.functional import batched_dropout_mask, batched_dropout_params
 from droplab.sweep.population.base import Member, Unstackable, _derive_seed, _Net
 from droplab.sweep.population.losses import _loss_and_grad_out, _loss_per_member
+from droplab.sweep.population.module import ModuleNet
 
-__all__ = ["MLPNet", "mlp_fast_path", "mlp_positions"]
+__all__ = ["MLPNet", "mlp_fast_path", "mlp_positions", "mlp_rates", "population_net"]
 
 
 # --- which MLP specs the fast path runs ---------------------------------------------------------
-_FAST_LAYERS = ("dropout", "classic")
-
-
 def mlp_fast_path(spec: Any) -> str | None:
     """Why ``spec`` cannot use :class:`MLPNet` (a sentence), or ``None`` if it can."""
     if spec.kind != "mlp":
@@ -28,7 +35,7 @@ def mlp_fast_path(spec: Any) -> str | None:
     if spec.batch_norm:
         return "batch norm is trained through vmap"
     for place, d in spec.dropout.items():
-        if d.layer not in _FAST_LAYERS:
+        if d.bernoulli_mode is None:
             return f"dropout layer {d.layer!r} at {place!r} is trained through vmap"
         if d.options:
             return f"dropout options {dict(d.options)} at {place!r} are trained through vmap"
@@ -43,6 +50,48 @@ def mlp_positions(spec: Any) -> list[tuple[str, int]]:
     if "hidden" in spec.dropout:
         out += [("hidden", i) for i in range(len(spec.hidden))]
     return out
+
+
+def mlp_rates(spec: Any) -> tuple[float, ...] | None:
+    """``spec``'s rate at each position of :func:`mlp_positions` (a :class:`Member`'s ``rates``),
+    or ``None`` when :class:`MLPNet` cannot train ``spec`` (see :func:`mlp_fast_path`)."""
+    if mlp_fast_path(spec) is not None:
+        return None
+    return tuple(float(spec.dropout[place].rate(i)) for place, i in mlp_positions(spec))
+
+
+def population_net(
+    spec: Any,
+    input_shape: Sequence[int],
+    n_outputs: int,
+    members: Sequence[Member],
+    build: Callable[[Member], nn.Module] | None = None,
+) -> Callable[[], _Net]:
+    """The network maker of ``members`` for :func:`make_population`: the batched MLP if it can.
+
+    The one place that chooses the engine: :class:`MLPNet` when every member brings its
+    ``rates`` and MLPNet takes ``spec`` (it raises :class:`Unstackable` with the reason of
+    :func:`mlp_fast_path` otherwise), else a :class:`ModuleNet` over ``build`` (default
+    ``build_model(spec, input_shape, n_outputs)``, seeded per member by ModuleNet).
+
+    Example::
+
+        pop, why = make_population(population_net(spec, (40,), 10, members), members, data, task)
+    """
+
+    def make() -> _Net:
+        if all(m.rates is not None for m in members):
+            try:
+                return MLPNet(spec, input_shape, n_outputs, members)
+            except Unstackable:
+                pass
+        if build is None:
+            from droplab.models import build_model
+
+            return ModuleNet(lambda m: build_model(spec, input_shape, n_outputs), members)
+        return ModuleNet(build, members)
+
+    return make
 
 
 _ACTS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -148,10 +197,8 @@ class MLPNet(_Net):
                 )
             if self.positions:
                 rates[j] = torch.tensor(m.rates, dtype=torch.float64)
-        self._classic = {
-            pos: spec.dropout["input" if pos[0] == "input" else "hidden"].layer == "classic"
-            for pos in self.positions
-        }
+        # Each position's dropout mode, "inverted" or "classic" (its layer's, see DropoutSpec).
+        self.modes = [spec.dropout[place].bernoulli_mode for place, _ in self.positions]
         self._device = torch.device("cpu")
         self.base_rates = rates
         self.row_schedules = _member_schedules(spec, self.positions, members)
@@ -180,7 +227,6 @@ class MLPNet(_Net):
     def _set_rates(self, rates: torch.Tensor) -> None:
         """Masks' thresholds and scales from per-member rates ``(K, positions)`` (float64)."""
         k = len(rates)
-        classic = self._classic
         p_cols = torch.zeros(k, 1, max(self.uniform_width, 1))
         s_cols = torch.ones(k, 1, max(self.uniform_width, 1))
         self.eval_scale: dict[int, torch.Tensor] = {}
@@ -189,19 +235,16 @@ class MLPNet(_Net):
             layer_input = 0 if pos[0] == "input" else pos[1] + 1
             a, b = self.columns[layer_input]
             p = rates[:, col]
-            p_cols[:, 0, a:b] = p.float().unsqueeze(1)
-            if classic[pos]:
-                # Classic dropout: masks are 0/1 in training, activations scaled by 1-p at eval.
-                self.eval_scale[layer_input] = (1.0 - p).float().view(k, 1, 1)
-            else:
-                # Divide in float64 then round: the same 1/(1-p) scaling as the reference layer.
-                s_cols[:, 0, a:b] = (1.0 / (1.0 - p)).float().unsqueeze(1)
+            threshold, scale, eval_scale = batched_dropout_params(p, mode=self.modes[col])
+            p_cols[:, 0, a:b] = threshold.unsqueeze(1)
+            s_cols[:, 0, a:b] = scale.unsqueeze(1)
+            if self.modes[col] == "classic":  # the others' eval scales are ones: skip them
+                self.eval_scale[layer_input] = eval_scale.view(k, 1, 1)
             if bool((p > 0).any()):
                 self.active.add(layer_input)
         self.p_cols, self.s_cols = p_cols.to(self._device), s_cols.to(self._device)
         self.eval_scale = {i: v.to(self._device) for i, v in self.eval_scale.items()}
         self.rates = rates  # (K, positions) float64: the exact rates now, for MC passes
-        self.classic = [classic[pos] for pos in self.positions]
 
     def to(self, device: torch.device) -> MLPNet:
         self._device = torch.device(device)
@@ -253,7 +296,7 @@ class MLPNet(_Net):
         # keep = u >= p, written as 1.0/0.0 into u itself, then scaled: two passes, no new
         # tensor (measured 0.69 ms against 1.3 ms for a sign/clamp chain at K=30, B=100,
         # width 512; torch.where took 4.4 ms).
-        m = torch.ge(u, self.p_cols, out=u).mul_(self.s_cols)
+        m = batched_dropout_mask(u, self.p_cols, self.s_cols, out=u)
         return {i: m[:, :, a:b] for i, (a, b) in self.columns.items() if i in self.active}
 
     def _forward(self, P, x, masks, act) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -335,7 +378,7 @@ class MLPNet(_Net):
 
         Dropout stays on, at each member's own rates, as in MC dropout (Gal & Ghahramani,
         2016, "Dropout as a Bayesian Approximation", arXiv:1506.02142). The masks are
-        counter-based draws (``droplab.functional._counter.counter_dropout``): the mask of pass
+        counter-based draws (:func:`droplab.functional.counter.counter_dropout`): the mask of pass
         ``t``, example ``n``, unit ``j`` of member ``k`` is a pure function of ``(seeds[k],
         position, t, n, j)``, so the result does not depend on the chunking or thread count.
         Passes come in chunks whose activations stay within ``budget_bytes``, so that a caller
@@ -357,7 +400,7 @@ class MLPNet(_Net):
                 total += out.sum(1)
         """
         from droplab._checks import check_positive_int
-        from droplab.functional._counter import _U_BITS, counter_dropout, counter_uniform
+        from droplab.functional.counter import counter_dropout, counter_threshold, counter_uniform
 
         check_positive_int("passes", passes)
         k = P["W0"].shape[0]
@@ -381,11 +424,10 @@ class MLPNet(_Net):
             owners = distinct if shared else [int(s) for s in seeds]
             stream = torch.tensor([_derive_seed(s, 0xC0DE + col) for s in owners], dtype=torch.int64)
             rates = self.rates[:, col]
-            thr = torch.tensor([math.ceil(r * 2**_U_BITS) * 2.0**-_U_BITS for r in rates.tolist()])
-            scale = torch.ones(k, dtype=torch.float64) if self.classic[col] else 1.0 / (1.0 - rates)
+            thr = torch.tensor([counter_threshold(r) for r in rates.tolist()], dtype=torch.float32)
+            _, scale, _ = batched_dropout_params(rates, mode=self.modes[col])
             dev = P["W0"].device
-            positions[layer_input] = (col, stream, thr.float().view(k, 1, 1).to(dev),
-                                      scale.float().view(k, 1, 1).to(dev))
+            positions[layer_input] = (col, stream, thr.view(k, 1, 1).to(dev), scale.view(k, 1, 1).to(dev))
         for t0 in range(0, passes, chunk):
             t = min(chunk, passes - t0)
             h = x.unsqueeze(1).expand(k, t, n, x.shape[-1]).reshape(k, t * n, x.shape[-1])
@@ -395,13 +437,13 @@ class MLPNet(_Net):
                     width = h.shape[-1]
                     if not shared:
                         h = counter_dropout(
-                            h, self.rates[:, col], stream, scale=not self.classic[col], offset=t0 * n * width
+                            h, self.rates[:, col], stream, scale=self.modes[col] == "inverted", offset=t0 * n * width
                         )
                     elif bool((self.rates[:, col] > 0).any()):
                         u = counter_uniform((len(distinct), t * n, width), stream, offset=t0 * n * width,
                                             device=h.device)
                         u = u.index_select(0, seed_index)
-                        h = h * torch.ge(u, thr, out=u).mul_(scale)
+                        h = h * batched_dropout_mask(u, thr, scale, out=u)
                 h = _baddbmm(P[f"b{i}"], h, P[f"W{i}"])
                 if i < self.depth - 1:
                     h = h.relu_() if self.activation == "relu" else act(h)

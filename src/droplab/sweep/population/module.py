@@ -1,4 +1,11 @@
-"""The torch.func path: any ``nn.Module`` stacked and vmapped over the members."""
+"""The torch.func path: any ``nn.Module`` stacked and vmapped over the members.
+
+``stack_module_state`` + ``functional_call`` + ``vmap(grad_and_value(...),
+randomness="different")``; batch-norm statistics are stacked buffers. A module's dropout rate is
+an attribute, not a tensor, so the members of one population share the module configuration
+(rates included) and differ in seed and per-member training hyperparameters; their dropout
+draws are independent per member. A model vmap cannot run raises :class:`Unstackable`.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +22,7 @@ __all__ = ["ModuleNet", "module_signature"]
 
 
 class ModuleNet(_Net):
-    """Any ``nn.Module`` stacked with ``torch.func`` (see the module docstring).
+    """Any ``nn.Module`` stacked with ``torch.func`` (see this module's docstring).
 
     Args:
         build: ``member -> nn.Module``; called once per member with the member's seed

@@ -48,12 +48,21 @@ from torch import Tensor
 from droplab._checks import check_nonneg_int, check_probability
 from droplab.errors import ConfigError
 
-__all__ = ["counter_uniform", "counter_dropout", "draw_seed", "counter_backend"]
+__all__ = [
+    "counter_uniform",
+    "counter_dropout",
+    "counter_threshold",
+    "draw_seed",
+    "counter_backend",
+    "U_BITS",
+]
 
 _MASK32 = 0xFFFFFFFF
 _MASK64 = 0xFFFFFFFFFFFFFFFF
 _TWO32 = 1 << 32
-_U_BITS = 24  # uniforms are multiples of 2**-24: exact in float32, exact threshold compare
+#: Bits of a counter uniform: every uniform is a multiple of ``2**-U_BITS``, exact in float32,
+#: so a threshold compare against :func:`counter_threshold` is exact.
+U_BITS = 24
 _MAX_ROW = 1 << 30  # a kernel launch counts within int32 range with room to spare
 
 
@@ -89,7 +98,7 @@ def _bits24(m: int, prm: Tensor) -> Tensor:
 
 
 def _uniform_kernel(m: int, prm: Tensor) -> Tensor:
-    return _bits24(m, prm).to(torch.float32) * (2.0**-_U_BITS)
+    return _bits24(m, prm).to(torch.float32) * (2.0**-U_BITS)
 
 
 def _dropout_kernel(x: Tensor, prm: Tensor, scale: Tensor, out: Tensor) -> Tensor:
@@ -213,6 +222,26 @@ def _fresh_output(shape: tuple[int, ...], dtype: torch.dtype, device: torch.devi
 # --------------------------------------------------------------------------------------------
 # Seeds and argument handling.
 # --------------------------------------------------------------------------------------------
+
+
+def counter_threshold(p: float) -> float:
+    """The uniform threshold of the counter masks at rate ``p``: drop iff ``u < threshold``.
+
+    ``ceil(p * 2**24) / 2**24``, a float32-exact number. Comparing a counter uniform (a multiple
+    of ``2**-24``, see :data:`U_BITS`) against it equals comparing it against ``p`` exactly,
+    which a compare against ``float32(p)`` does not (``p`` rounds); :func:`counter_dropout`'s
+    kernels compare the 24-bit draws against the same threshold. For code that hashes the
+    draws once (:func:`counter_uniform`) and thresholds them for several rates.
+
+    Args:
+        p: drop probability in [0, 1] (not checked: the caller's rates are).
+
+    Example:
+        >>> u = counter_uniform(1000, seed=3)
+        >>> torch.equal(counter_dropout(torch.ones(1000), 0.3, 3) != 0, u >= counter_threshold(0.3))
+        True
+    """
+    return math.ceil(p * 2**U_BITS) * 2.0**-U_BITS
 
 
 def _splitmix64(z: int) -> int:
@@ -504,7 +533,7 @@ def counter_dropout(
     plan = _Plan(
         seeds_r,
         bases,
-        tuple(math.ceil(r * 2**_U_BITS) for r in rates_r),
+        tuple(int(counter_threshold(r) * 2**U_BITS) for r in rates_r),
         tuple(1.0 / (1.0 - r) if scale else 1.0 for r in rates_r),
     )
     if torch.jit.is_tracing():

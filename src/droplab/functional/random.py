@@ -12,6 +12,11 @@ model on any device and gives it the same masks it gives on the CPU (torch itsel
 generator for a CUDA draw). Moving costs one host-to-device copy per mask: pass a generator on
 the model's device (``torch.Generator(device="cuda")``) where that matters. Without a generator,
 numbers come from torch's global generator of the tensor's device.
+
+Public so that a layer outside :mod:`droplab.functional` (DropConnect's moment-matching
+inference samples its activations) draws by the same rule. Example::
+
+    u = rand((4, 8), torch.Generator().manual_seed(0), "cpu")  # float32 in [0, 1)
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-__all__: list[str] = []
+__all__ = ["rand", "randn"]
 
 
 def _draw(
