@@ -11,6 +11,12 @@ and the same scaling, written so that a member computes the same bits as the flo
 its rate (a 0-dim tensor, like a Python number, does not promote the input's dtype, and
 float64 holds a Python float exactly).
 
+This is the rule of :func:`~droplab.functional.dropout`'s generator path (scale: divide by
+``1 - p`` in the input's dtype), which a module population ran before rates became data, not
+:func:`~droplab.functional.unit.batched_dropout_params` (the batched MLP's rule, scale
+``1 / (1 - p)`` rounded once; the two differ in the last bit for some rates): a model whose
+rates all agree trains to the same bits with or without per-member rates.
+
 Outside ``vmap`` (a plain tensor, not a member batch) they call the float functions with
 ``float(p)``: one meaning of ``p``, and the float path's own shortcuts (the counter-hash path
 for large inputs, ``x`` returned as is at ``p == 0``).
@@ -24,7 +30,7 @@ import torch
 from torch import Tensor
 
 from droplab._checks import check_rank
-from droplab.functional import _random
+from droplab.functional.random import rand
 from droplab.functional.unit import _normalize_axes, alpha_dropout, dropout, spatial_dropout
 
 __all__ = [
@@ -45,7 +51,7 @@ def is_member_batched(p: Tensor) -> bool:
 
 
 def _keep(shape: Sequence[int], p: Tensor, like: Tensor, generator: torch.Generator | None) -> Tensor:
-    return _random.rand(shape, generator, like.device) >= p
+    return rand(shape, generator, like.device) >= p
 
 
 def _shape(x: Tensor, shared_axes: Sequence[int]) -> list[int]:
