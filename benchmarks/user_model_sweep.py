@@ -24,9 +24,10 @@ load of 9 on 2 cores), while CPU time measures the work each method does; wall t
 printed too. The last line is ``ratio vs plain PyTorch: N.NN`` (plain CPU time / droplab's mean).
 
 Where the time goes on a CPU: torch.func batches a convolution whose weights differ per member
-as one grouped convolution, which oneDNN runs slower than the same convolutions one by one
-(measured: 42 ms vs 26 ms for 20 members of a 4->8 channel 3x3 conv, batch 64, forward and
-backward); the population wins on the per-step overhead of the plain loop (Python, autograd,
+as one grouped convolution (oneDNN), 55-67% of a population step here; depending on the shapes
+it is faster or slower than the same convolutions one by one (measured for 20 members, forward
+and backward: 4.9 vs 9.5 ms for 4->8 channels at batch 32 on 14x14, but 42 vs 26 ms at batch 64
+on 28x28); the population wins on the per-step overhead of the plain loop (Python, autograd,
 the optimizer: one step for 20 members) and on the linear layers (batched GEMMs). The model is
 therefore a small all-convolutional net (strided convolutions, as Springenberg et al.,
 arXiv:1412.6806) at batch 32; wider convolutions lower the ratio.
