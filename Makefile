@@ -22,6 +22,7 @@ bench:
 	$(PY) benchmarks/mc_inference.py
 	$(PY) benchmarks/ensemble.py
 	$(PY) benchmarks/droppath_skip.py
+	$(PY) benchmarks/user_model_sweep.py
 
 # The documentation site, strictly (warnings are errors), offline, into docs/_build/html; the
 # gallery's examples run during the build (an unchanged example is not rerun).

@@ -13,3 +13,8 @@ from droplab.data.fashion import read_idx
 from droplab.data.splits import Splits
 
 __all__ = ["DataConfig", "DATASETS", "TASKS", "FASHION_MNIST_CLASSES", "Splits", "load_dataset", "read_idx"]
+# --- a user's own data in any form, and the task it poses (data/adapters.py, data/tasks.py) ---
+from droplab.data.adapters import as_splits  # noqa: E402
+from droplab.data.tasks import ALL_TASKS, InferredTask, infer_task  # noqa: E402
+
+__all__ += ["as_splits", "infer_task", "InferredTask", "ALL_TASKS"]

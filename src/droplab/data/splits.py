@@ -43,7 +43,8 @@ class Splits:
 
     Attributes:
         name: dataset name (one of :data:`~droplab.data.DATASETS`).
-        task: ``"classification"`` or ``"regression"``.
+        task: ``"classification"`` or ``"regression"`` (also ``"binary"`` from
+            :func:`droplab.data.as_splits`: float32 0/1 targets ``(N,)``, one output).
         x_train, x_val, x_test: float32 inputs, shape ``(N, *input_shape)``.
         y_train, y_val, y_test: int64 class labels ``(N,)`` in ``0..n_classes-1`` for
             classification; float32 targets ``(N,)`` (one target) or ``(N, k)`` for regression.

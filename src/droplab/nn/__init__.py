@@ -43,3 +43,12 @@ __all__ += ["FeatureAlphaDropout", "GaussianNoise"]
 from droplab.nn.ensembles import BatchEnsembleConv2d, BatchEnsembleLinear, Masksembles  # noqa: E402
 
 __all__ += ["Masksembles", "BatchEnsembleLinear", "BatchEnsembleConv2d"]
+# --- a user's own model: torch's dropout -> droplab's, and dropout sites (nn/convert.py, nn/sites.py) ---
+from droplab.nn.convert import convert  # noqa: E402
+from droplab.nn.sites import dropout_sites, insert_dropout  # noqa: E402
+
+__all__ += ["convert", "dropout_sites", "insert_dropout"]
+# --- rates as data: per-member dropout rates for population sweeps (nn/member_rates.py) ---
+from droplab.nn.member_rates import rates_as_buffers, structure_repr  # noqa: E402
+
+__all__ += ["rates_as_buffers", "structure_repr"]

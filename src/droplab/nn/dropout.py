@@ -20,6 +20,7 @@ from droplab.functional.unit import (
     spatial_dropout,
 )
 from droplab.nn._base import StochasticLayer
+from droplab.functional import member_rates as _member  # per-member rates (nn/member_rates.py)
 
 __all__ = [
     "Dropout",
@@ -68,6 +69,11 @@ class Dropout(StochasticLayer):
         self.shared_axes = check_shared_axes(shared_axes)
 
     def forward(self, x: Tensor) -> Tensor:
+        if "rate" in self._buffers:  # one rate per population member (nn/member_rates.py)
+            return _member.member_dropout(
+                x, self._buffers["rate"], mode=self.mode, shared_axes=self.shared_axes,
+                training=self.training, generator=self.generator,
+            )
         return dropout(
             x,
             self.p,
@@ -101,6 +107,10 @@ class SpatialDropout(StochasticLayer):
     """
 
     def forward(self, x: Tensor) -> Tensor:
+        if "rate" in self._buffers:  # one rate per population member (nn/member_rates.py)
+            return _member.member_spatial_dropout(
+                x, self._buffers["rate"], training=self.training, generator=self.generator
+            )
         return spatial_dropout(x, self.p, training=self.training, generator=self.generator)
 
 
@@ -160,6 +170,11 @@ class AlphaDropout(StochasticLayer):
         self.shared_axes = check_shared_axes(shared_axes)
 
     def forward(self, x: Tensor) -> Tensor:
+        if "rate" in self._buffers:  # one rate per population member (nn/member_rates.py)
+            return _member.member_alpha_dropout(
+                x, self._buffers["rate"], shared_axes=self.shared_axes, training=self.training,
+                generator=self.generator,
+            )
         return alpha_dropout(
             x,
             self.p,
@@ -248,6 +263,10 @@ class FeatureAlphaDropout(StochasticLayer):
     mean_preserving = False
 
     def forward(self, x: Tensor) -> Tensor:
+        if "rate" in self._buffers:  # one rate per population member (nn/member_rates.py)
+            return _member.member_feature_alpha_dropout(
+                x, self._buffers["rate"], training=self.training, generator=self.generator
+            )
         return feature_alpha_dropout(x, self.p, training=self.training, generator=self.generator)
 
 

@@ -52,6 +52,8 @@ STOP_REASONS = ("completed", "early_stopping", "diverged", "interrupted")
 TIMING_KEYS = ("seconds", "peak_mem_mb")
 CHECKPOINT_FORMAT = "droplab-checkpoint-v1"
 TASKS = ("classification", "regression")
+# One logit, 0/1 targets, BCE with logits (droplab.data.infer_task, droplab.train.metrics).
+BINARY = "binary"
 
 
 @dataclasses.dataclass
@@ -93,7 +95,7 @@ class FitResult:
             "stop_reason": self.stop_reason,
             "seconds": round(self.seconds, 3),
         }
-        metric = "acc" if self.task == "classification" else "rmse"
+        metric = "rmse" if self.task == "regression" else "acc"
         for split in ("train", "val", "test"):
             values = getattr(self, split)
             for key in ("loss", metric):
@@ -246,8 +248,18 @@ class Trainer:
         y_train = pairs["train"][1]
         if task is None:
             task = "regression" if y_train.is_floating_point() else "classification"
-        if task not in TASKS:
-            raise ConfigError(f"task must be one of 'classification', 'regression'; got {task!r}")
+        if task not in (*TASKS, BINARY):
+            raise ConfigError(
+                f"task must be one of 'classification', 'regression', 'binary'; got {task!r}"
+            )
+        if task == BINARY:
+            from droplab.data.tasks import infer_task
+
+            for name, (_, y) in pairs.items():
+                try:
+                    infer_task(y, task=BINARY)  # 0/1 values, or a DataError saying what came
+                except DataError as exc:
+                    raise DataError(f"{name}: {exc}") from None
         out = {}
         for name, (x, y) in pairs.items():
             if task == "classification":
@@ -280,6 +292,10 @@ class Trainer:
                     f"labels range over {int(y.min())}..{n_classes - 1} but the model has "
                     f"{out.shape[1]} outputs"
                 )
+        elif self.task == BINARY and out.shape[1] != 1:
+            raise DataError(
+                f"a binary task needs a model with one output (a logit), got {out.shape[1]}"
+            )
         elif out.shape[1] != y.shape[1]:
             raise DataError(
                 f"regression targets have {y.shape[1]} columns but the model has {out.shape[1]} outputs"
@@ -305,11 +321,14 @@ class Trainer:
             if classification:
                 total += F.cross_entropy(out, yb, reduction="sum")
                 correct += (out.argmax(dim=1) == yb).sum()
+            elif self.task == BINARY:
+                total += F.binary_cross_entropy_with_logits(out, yb, reduction="sum")
+                correct += ((out > 0) == (yb > 0.5)).sum()
             else:
                 total += F.mse_loss(out, yb, reduction="sum") / yb.shape[1]
         self.model.train(was_training)
         loss = total.item() / len(x)
-        if classification:
+        if classification or self.task == BINARY:
             return {"loss": loss, "acc": correct.item() / len(x)}
         return {"loss": loss, "rmse": math.sqrt(loss) if loss >= 0 else float("nan")}
 
@@ -402,8 +421,9 @@ class Trainer:
                 ``task``), e.g. from :func:`droplab.data.load_dataset`; or a pair ``(x, y)``.
             val: ``(x, y)`` validation pair when ``data`` is a pair. Default None.
             test: ``(x, y)`` test pair, evaluated once at the end. Default None.
-            task: ``"classification"`` or ``"regression"``; default from the splits object, or
-                from the dtype of ``y`` (integers: classification).
+            task: ``"classification"``, ``"regression"`` or ``"binary"`` (one logit, 0/1
+                targets, BCE with logits, accuracy of ``logit > 0``); default from the splits
+                object, or from the dtype of ``y`` (integers: classification).
             resume: path of a checkpoint written by :meth:`save_checkpoint` to continue from.
         """
         seed = self.config.seed
@@ -452,6 +472,10 @@ class Trainer:
         batch_cbs = [cb for cb in self.callbacks if _overrides(cb, "on_batch_end")]
         classification = self.task == "classification"
         loss_fn = F.cross_entropy if classification else F.mse_loss
+        if self.task == BINARY:
+            if cfg.rdrop:
+                raise ConfigError("rdrop is for classification and regression, not a binary task")
+            loss_fn = F.binary_cross_entropy_with_logits  # targets are (N, 1) floats, as the logit
         # Plain locals: the per-step loop below reads no dataclass attributes.
         l1, l2, clip, max_norm, batch_size = (
             cfg.l1,
@@ -514,7 +538,7 @@ class Trainer:
                 if not math.isfinite(train_loss):
                     reason = "diverged"
                 else:
-                    metric = "acc" if classification else "rmse"
+                    metric = "rmse" if self.task == "regression" else "acc"
                     if cfg.eval_train:
                         ev = self.evaluate(x, y)
                         row["train_eval_loss"], row[f"train_eval_{metric}"] = ev["loss"], ev[metric]

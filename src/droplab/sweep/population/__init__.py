@@ -10,7 +10,9 @@ uniforms behind their dropout masks: common random numbers for paired comparison
 - :mod:`~droplab.sweep.population.mlp` -- :class:`MLPNet`, droplab's MLP specs as explicit
   batched layers, per-member dropout rates; :func:`population_net` picks it or the other engine.
 - :mod:`~droplab.sweep.population.module` -- :class:`ModuleNet`, any ``nn.Module`` through
-  ``torch.func`` (``vmap`` over ``functional_call``); members share the module's rates.
+  ``torch.func`` (``vmap`` over ``functional_call``); the rates of droplab's unit, channel and
+  alpha dropout layers are per-member buffers (:func:`droplab.nn.rates_as_buffers`), other rates
+  are shared.
 - :mod:`~droplab.sweep.population.core` -- :class:`Population` (the epoch loop, regularizers,
   compaction of stopped members, checkpoints) and :func:`make_population`.
 

@@ -40,6 +40,14 @@ class ModuleNet(_Net):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(m.seed)
                 modules.append(build(m))
+        from droplab.nn import rates_as_buffers
+        from droplab.train.schedules import scheduled_layers
+
+        # Dropout rates become per-member buffers, so models that differ only in their rates
+        # stack (one schedule drives scheduled layers instead: those keep one shared rate).
+        if not scheduled_layers(modules[0]):
+            for mod in modules:
+                rates_as_buffers(mod)
         signatures = {module_signature(mod) for mod in modules}
         if len(signatures) > 1:
             raise Unstackable("the configurations build modules of different structure")
@@ -142,9 +150,12 @@ class ModuleNet(_Net):
 def module_signature(module: nn.Module) -> tuple:
     """A hashable description of a module's structure: types, reprs, parameter/buffer shapes.
 
-    Two modules with equal signatures can be stacked into one population.
+    Two modules with equal signatures can be stacked into one population; dropout rates held
+    in ``rate`` buffers (:func:`droplab.nn.rates_as_buffers`) are data, not structure.
     """
-    mods = tuple((name, type(m).__name__, m.extra_repr()) for name, m in module.named_modules())
+    from droplab.nn import structure_repr
+
+    mods = tuple((name, type(m).__name__, structure_repr(m)) for name, m in module.named_modules())
     params = tuple((n, tuple(p.shape), str(p.dtype), p.requires_grad) for n, p in module.named_parameters())
     bufs = tuple((n, tuple(b.shape), str(b.dtype)) for n, b in module.named_buffers())
     return (mods, params, bufs)
