@@ -166,7 +166,7 @@ class RayExecutor:
     # -- running ---------------------------------------------------------------------------------
     def run(self, jobs: Sequence[Job], driver: Driver) -> None:
         """Submit every job, record the events as they stream back, retry failed ones."""
-        import droplab
+        from droplab import __version__
 
         ray = self._ray
         self._connect()
@@ -196,7 +196,7 @@ class RayExecutor:
                 max_retries=0,  # retried here, from the newest checkpoint, not from the first arguments
                 name=f"droplab population {job.pkey}",
                 _generator_backpressure_num_objects=_AHEAD,
-            ).remote(work, data[r0.data_key], cpus, droplab.__version__)
+            ).remote(work, data[r0.data_key], cpus, __version__)
             active[gen] = job
 
         for job in jobs:
@@ -281,13 +281,13 @@ def _task(work, splits, threads: int, version: str):
     """
     import ray
 
-    import droplab
+    from droplab import __version__
     from droplab.sweep.executors import train_job, worker_info
 
     worker = {**worker_info(), "node": ray.get_runtime_context().get_node_id()}
-    if droplab.__version__ != version:
+    if __version__ != version:
         raise ConfigError(
-            f"worker {worker['host']} has droplab {droplab.__version__}, the driver {version}; "
+            f"worker {worker['host']} has droplab {__version__}, the driver {version}; "
             f"install the same version on every node"
         )
     torch.set_num_threads(threads)
