@@ -67,6 +67,7 @@ _TOP = (
     "executor", "address",
     "stat",
     "max_seeds",
+    "regularization",
 )
 
 
@@ -120,6 +121,9 @@ class SweepConfig:
         max_seeds: with ``seeds = "auto"``, the most seeds a configuration may get (racing:
             seeds are added in rounds only where the decision is open; see
             :func:`droplab.sweep.run_sweep`). Default 20.
+        regularization: more axes that are regularization (``regularization = ["train.label_smoothing"]``):
+            their value 0 is the baseline, the one-SE rule may trade them. Default none
+            (dropout axes and ``train.weight_decay/l1/l2/max_norm`` always are).
 
     Example:
         >>> SweepConfig.from_dict({"train": {"epochs": 2}}).train.epochs
@@ -146,6 +150,7 @@ class SweepConfig:
     address: str | None = None
     stat: str | None = None
     max_seeds: int = 20
+    regularization: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         from droplab.models import ModelSpec
@@ -175,6 +180,9 @@ class SweepConfig:
         if isinstance(seeds, (list, tuple)):
             set_(self, "seeds", tuple(seeds))
         check_positive_int("max_seeds", self.max_seeds)
+        from droplab.sweep.selection import check_regularization
+
+        set_(self, "regularization", check_regularization(self.regularization))
         if self.seeds != "auto":
             seed_list(self.seeds)
         elif self.sampler == "tpe":
@@ -258,6 +266,8 @@ class SweepConfig:
             out["stat"] = self.stat
         if self.seeds == "auto":
             out["max_seeds"] = self.max_seeds
+        if self.regularization:
+            out["regularization"] = list(self.regularization)
         return out
 
     def replace(self, **changes: Any) -> SweepConfig:
@@ -291,7 +301,8 @@ class SweepConfig:
         def load(options: dict[str, Any]):
             return DataConfig.from_dict(options).load()
 
-        return SpecPlan(self.model, self.models, self.train, self.data.to_dict(), self.population, load)
+        return SpecPlan(self.model, self.models, self.train, self.data.to_dict(), self.population, load,
+                        regularization=self.regularization)
 
 
 def apply_overrides(values: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

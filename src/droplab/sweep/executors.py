@@ -87,10 +87,13 @@ def make_population_of(plan, part, splits) -> tuple[Population | None, str]:
         return None, "population training is off (population=False)"
     members = _members(part)
     data = (splits.x_train, splits.y_train, splits.x_val, splits.y_val)
-    return make_population(
+    pop, why = make_population(
         lambda: plan.make_net(r0, members, splits), members, data, splits.task,
         device=r0.train.resolve_device(),
     )
+    if pop is not None:
+        pop.extra_metrics = tuple(getattr(plan, "extra_metrics", ()))
+    return pop, why
 
 
 def worker_info() -> dict[str, Any]:

@@ -46,6 +46,8 @@ class SweepResult:
             ratio to its no-dropout baseline; :func:`droplab.sweep.cost.measure_step_costs`).
         racing: with ``seeds="auto"``, configuration key -> ``{"seeds", "why"}``: how many
             seeds it got and why it stopped there; ``{}`` otherwise.
+        regularization: the sweep's regularization axes (named, by name rule, or found to set
+            a droplab dropout rate): the baseline has 0 on them; the report reads them.
     """
 
     store: str
@@ -62,6 +64,7 @@ class SweepResult:
     stat_text: str = ""
     step_cost: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     racing: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    regularization: list[str] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form (what ``Store.summary()`` returns)."""
@@ -165,6 +168,7 @@ def summarize(
     confidence: float,
     stat: str | None,
     baseline: Mapping[str, str],
+    regularization: Sequence[str] = (),
 ) -> Summary:
     """The rows of :attr:`SweepResult.rows` and the selection, from the recorded runs.
 
@@ -183,6 +187,7 @@ def summarize(
         confidence: the level of the intervals.
         stat: the rule asked for (None: the default for the number of seeds).
         baseline: key -> its baseline's key (configurations with one only).
+        regularization: more axes the one-SE rule may trade (:func:`~droplab.sweep.selection.one_se`).
     """
     n_seeds = min((len(runs.get(k, [])) for k in configs), default=0)
     sizes: dict[str, int] = {}
@@ -231,7 +236,7 @@ def summarize(
     if best is not None:
         one_se = selection.one_se(
             estimates, maximize=maximize, params={k: r.params for k, r in configs.items()},
-            strength=lambda k: configs[k].strength,
+            strength=lambda k: configs[k].strength, regularization=regularization,
         )
         archs = sorted({r.arch for r in configs.values()})
         if len(archs) > 1:
