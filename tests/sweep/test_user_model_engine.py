@@ -271,3 +271,115 @@ def test_metric_nan_when_auroc_is_undefined():
     r = plan.resolve({"p": 0.0})
     pop, _ = make_population_of(plan, [(r, 0)], plan.splits)
     assert math.isnan(pop.evaluate(xv, torch.ones_like(yv))["auroc"][0])
+
+
+# --- 4. the result as a frame and as a table that prints ----------------------------------------------
+def test_to_frame_and_a_table_that_prints():
+    pd = pytest.importorskip("pandas")
+    res, _ = _sweep({"p": [0.0, 0.3]})
+    frame = res.to_frame()
+    assert isinstance(frame, pd.DataFrame)
+    assert list(frame["key"]) == ["p=0.0", "p=0.3"] and list(frame["p"]) == [0.0, 0.3]
+    assert frame.loc[1, "baseline"] == "p=0.0" and frame.loc[1, "diff_mean"] == res.row("p=0.3")["diff"]["mean"]
+    assert frame.loc[frame["key"] == res.best, "selected"].item().startswith("best")
+    assert list(frame["mean"]) == [r["mean"] for r in res.rows]
+    text = str(res.table())
+    assert "rich.table.Table object" not in text and "p=0.3" in text and "vs no dropout" in text
+    assert "<table" in res.table()._repr_html_() or "p=0.3" in res.table()._repr_html_()
+    assert "p=0.3" in res.table()._repr_mimebundle_()["text/plain"]
+
+
+def test_to_frame_without_pandas_says_how_to_get_it(monkeypatch):
+    import builtins
+
+    res, _ = _sweep({"p": [0.0]})
+    real = builtins.__import__
+
+    def no_pandas(name, *a, **k):
+        if name == "pandas":
+            raise ImportError("no pandas")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_pandas)
+    with pytest.raises(ImportError, match=r"needs pandas: pip install 'droplab\[pandas\]'"):
+        res.to_frame()
+
+
+# --- 5. the small-validation guard ----------------------------------------------------------------------
+def test_small_validation_guard_on_ties_and_wide_intervals():
+    from droplab.sweep.result import small_validation
+
+    tie = [{"key": "a", "mean": 0.9783, "lo": 0.97, "hi": 0.99}, {"key": "b", "mean": 0.9783, "lo": 0.97, "hi": 0.99},
+           {"key": "c", "mean": 0.95, "lo": 0.94, "hi": 0.96}]
+    assert "tied by 1 other" in small_validation(tie, "a", "val_acc")
+    wide = [{"key": "a", "mean": 0.80, "lo": 0.70, "hi": 0.90}, {"key": "b", "mean": 0.79, "lo": 0.75, "hi": 0.83}]
+    msg = small_validation(wide, "a", "val_acc")
+    assert "wider than the spread" in msg and "val_loss" in msg and "cross-validation" in msg
+    clear = [{"key": "a", "mean": 0.90, "lo": 0.89, "hi": 0.91}, {"key": "b", "mean": 0.70, "lo": 0.69, "hi": 0.71}]
+    assert small_validation(clear, "a", "val_acc") is None
+    assert small_validation(clear[:1], "a", "val_acc") is None
+
+
+def test_tiny_validation_split_is_flagged_in_the_result_and_table():
+    x, y, xv, yv = toy_tensors()[:4]
+    # 6 validation examples: accuracies move in steps of 1/6, the configurations tie
+    res, _ = _sweep({"p": [0.0, 0.1, 0.2]}, data=(x, y, xv[:6], yv[:6]), train=TrainConfig(epochs=1))
+    assert res.small_validation is not None and "val_loss" in res.small_validation
+    assert "warning: " in str(res.table())
+
+
+# --- 5b. droplab sweep --model-file my_model.py:build ---------------------------------------------
+MODEL_FILE = """
+from torch import nn
+
+
+def build(cfg):
+    return nn.Sequential(nn.Flatten(), nn.Linear(40, 16), nn.ReLU(), nn.Dropout(cfg["p"]), nn.Linear(16, 10))
+"""
+
+
+def test_sweep_cli_with_a_model_file(tmp_path, capsys):
+    import json
+
+    from droplab.cli import main
+    from droplab.sweep import Store
+
+    path = tmp_path / "my_model.py"
+    path.write_text(MODEL_FILE)
+    db = str(tmp_path / "s.db")
+    rc = main(["sweep", "--model-file", f"{path}:build", "--axis", "p=0,0.3", "--subsample", "300",
+               "--seeds", "2", "--epochs", "1", "--store", db, "--json", "--quiet"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert [r["key"] for r in out["rows"]] == ["p=0", "p=0.3"]
+    assert out["regularization"] == ["p"] and out["rows"][1]["diff"]["baseline"] == "p=0"
+    with Store.open(db, mode="r") as st:
+        assert st.study()["spec"]["model_file"] == f"{path}:build"
+        assert len({r["group"] for r in st.configurations()}) == 1  # both rates: one population group
+
+
+@pytest.mark.parametrize("text, match", [
+    ("nofile.py:build", "no such file"),
+    ("model.txt", "must be 'FILE.py:FUNCTION'"),
+    ("{dir}/my_model.py:missing", "has no function 'missing'"),
+])
+def test_model_file_errors(tmp_path, text, match):
+    from droplab.sweep import SweepConfig
+
+    (tmp_path / "my_model.py").write_text(MODEL_FILE)
+    with pytest.raises(ConfigError, match=match):
+        SweepConfig.from_dict({"model_file": text.format(dir=tmp_path), "space": {"p": [0.0]}}).plan()
+
+
+def test_sweep_cli_regularization_flag(tmp_path, capsys):
+    import json
+
+    from droplab.cli import main
+
+    path = tmp_path / "my_model.py"
+    path.write_text(MODEL_FILE.replace('cfg["p"]', "0.1") + "\n\ndef other(cfg):\n    net = build(cfg)\n"
+                    "    net.wd = cfg['wd']\n    return net\n")
+    rc = main(["sweep", "--model-file", f"{path}:other", "--axis", "wd=0,0.5", "--regularization", "wd",
+               "--subsample", "300", "--seeds", "2", "--epochs", "1", "--json", "--quiet"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["regularization"] == ["wd"] and out["rows"][1]["diff"]["baseline"] == "wd=0"

@@ -36,7 +36,7 @@ from droplab.sweep.plan import (
 )
 from droplab.sweep.population import Member, Population
 from droplab.sweep.progress import Progress
-from droplab.sweep.result import SweepResult, summarize
+from droplab.sweep.result import SweepResult, small_validation, summarize
 from droplab.sweep.space import GridSpace, OptunaSpace, SearchSpace, config_key
 from droplab.sweep.store import FINAL_STATUSES, Store
 from droplab.train.config import TrainConfig
@@ -695,6 +695,7 @@ class _Engine:
             selected.setdefault(sm.one_se, []).append("1-SE")
         for arch, key in sm.per_arch.items():
             selected.setdefault(key, []).append(f"best of {arch}")
+        small = small_validation(sm.rows, sm.best, self.metric)  # shown under the table
         return SweepResult(
             store=path,
             metric=self.metric,
@@ -709,6 +710,7 @@ class _Engine:
             stat=sm.stat,
             stat_text=rule_text(sm.stat, self.confidence, sm.family, self.stat),
             regularization=self._reg_axes(),
+            small_validation=small,
         )
 
     def _reg_axes(self) -> list[str]:
