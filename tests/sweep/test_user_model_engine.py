@@ -78,7 +78,7 @@ def test_convert_false_keeps_torch_dropout_and_one_population_per_rate():
 
 
 # --- 2. regularization axes by any name ----------------------------------------------------------
-def test_readme_example_axis_p_gets_the_baseline_and_one_se():
+def test_readme_example_axis_p_gets_the_baseline_and_diagnostics(tmp_path):
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(300, 20, generator=g), torch.randint(0, 3, (300,), generator=g)
     xv, yv = torch.randn(100, 20, generator=g), torch.randint(0, 3, (100,), generator=g)
@@ -86,18 +86,22 @@ def test_readme_example_axis_p_gets_the_baseline_and_one_se():
     def build(cfg):
         return nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Dropout(cfg["p"]), nn.Linear(64, 3))
 
+    path = str(tmp_path / "readme.db")
     result = run_sweep(build, data=(x, y, xv, yv), space={"p": [0.0, 0.3]}, seeds=2,
-                       train=TrainConfig(epochs=2), progress=False)
+                       train=TrainConfig(epochs=2), progress=False, store=path)
     assert result.regularization == ["p"]  # found: it sets a droplab rate (after convert)
     diff = result.row("p=0.3")["diff"]
-    assert diff is not None and diff["baseline"] == "p=0.0" and diff["n"] == 2
-    assert "decided" in diff
+    assert diff is not None and diff["baseline"] == "p=0.0" and diff["n"] == 2 and "decided" in diff
     assert result.one_se in ("p=0.0", "p=0.3")
-    # The report reads the stored axes: its diagnostics compare against the baseline.
-    from droplab.report.study import load_study  # noqa: PLC0415 - the report side
+    assert "+" in str(result.table()) or "-0." in str(result.table())  # the "vs no dropout" column is filled
+    # The report reads the stored axes: its baseline, and the dropout-effect diagnostic.
+    from droplab.report.diagnostics import diagnose
+    from droplab.report.study import load_study
 
-    tbl = result.table()
-    assert "vs no dropout" in str(tbl) or tbl is not None
+    study = load_study(path)
+    assert study.dropout_axes == {"p": "p"}
+    assert study.baseline_for(study.config("p=0.3")).key == "p=0.0"
+    assert {f.kind for f in diagnose(study).findings} & {"helped", "no_help"}
 
 
 def test_named_regularization_axis_gets_baseline_and_report(tmp_path):
