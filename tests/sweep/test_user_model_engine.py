@@ -387,3 +387,14 @@ def test_sweep_cli_regularization_flag(tmp_path, capsys):
                "--subsample", "300", "--seeds", "2", "--epochs", "1", "--json", "--quiet"])
     out = json.loads(capsys.readouterr().out)
     assert rc == 0 and out["regularization"] == ["wd"] and out["rows"][1]["diff"]["baseline"] == "wd=0"
+
+
+def test_auroc_selection_also_when_runs_train_one_by_one():
+    x, y, xv, yv = _binary_data()
+    kw = dict(data=(x, y, xv, yv), build=_binary_build, task="binary", metric="val_auroc",
+              train=TrainConfig(epochs=3, lr=0.01))
+    pop, _ = _sweep({"p": [0.0]}, **kw)
+    single, _ = _sweep({"p": [0.0]}, population=False, **kw)
+    a, b = pop.rows[0]["values"], single.rows[0]["values"]
+    assert all(0.8 < v <= 1 for v in b.values())
+    assert all(abs(a[s] - b[s]) < 0.02 for s in a)  # no dropout: the same training, up to float order
