@@ -222,7 +222,11 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--seeds", type=_seeds_arg,
                    help="number of seeds (default 3), or auto: add seeds in rounds only where the decision is open")
     g.add_argument("--max-seeds", type=int, help="with --seeds auto: the most seeds a configuration gets (default 20)")
-    g.add_argument("--metric", help="selection metric: val_acc, val_loss, val_rmse")
+    g.add_argument("--metric", help="selection metric: val_acc, val_loss, val_rmse, val_auroc, val_f1, val_mae")
+    g.add_argument("--regularization", type=lambda t: [n for n in t.split(",") if n], metavar="AXES",
+                   help="more axes that are regularization, comma-separated (their 0 is the baseline)")
+    g.add_argument("--model-file", metavar="FILE.py:FUNCTION",
+                   help="your own build function (configuration dict -> nn.Module) instead of --model")
     g.add_argument("--stat", choices=("t", "bootstrap"),
                    help="decision rule: t or bootstrap (default: bootstrap from 5 seeds on, t below; stored with the study)")
     add_flags(p, "sweep")
@@ -248,7 +252,8 @@ def _seeds_arg(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"expected a number of seeds or 'auto', got {text!r}") from None
 
 
-_SWEEP_TOP = ("name", "sampler", "trials", "seeds", "metric", "memory_mb", "stat", "max_seeds")
+_SWEEP_TOP = ("name", "sampler", "trials", "seeds", "metric", "memory_mb", "stat", "max_seeds", "regularization",
+              "model_file")
 
 
 def _run_sweep(args: argparse.Namespace) -> int:

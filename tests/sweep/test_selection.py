@@ -22,14 +22,14 @@ def test_maximize_for_each_metric(metric, up):
     assert selection.maximize(metric) is up
 
 
-@pytest.mark.parametrize("metric", ["val_f1", "seconds", "acc_val"])
+@pytest.mark.parametrize("metric", ["val_f2", "seconds", "acc_val"])  # val_f1 is a metric since issue 21
 def test_maximize_rejects_an_unknown_metric(metric):
     with pytest.raises(ConfigError, match=r"metric must be val_acc, val_loss or val_rmse, got"):
         selection.maximize(metric)
 
 
 def test_every_accepted_metric_has_a_direction_and_the_space_follows_it():
-    assert [selection.maximize(m) for m in selection.METRICS] == [True, False, False]
+    assert [selection.maximize(m) for m in selection.METRICS] == [True, False, False, True, True, False]  # + auroc, f1, mae (issue 21)
     for metric in selection.METRICS:
         cfg = SweepConfig.from_dict({"space": {"train.lr": [1e-3]}, "sampler": "tpe", "trials": 2,
                                      "metric": metric})

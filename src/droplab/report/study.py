@@ -635,10 +635,17 @@ def _read(store: Store) -> Study:
         )
     configs = []
     dropout_axes: dict[str, str] = {}
+    # Axes the sweep named or found to be regularization (run_sweep's ``regularization``):
+    # each is its own place, 0 its baseline.
+    named = (store.summary() or {}).get("regularization") or []
     for c in store.configurations():
         if c["id"] not in by_config:
             continue
         rates, axes = dropout_rates(c["params"])
+        for name in named:
+            value = c["params"].get(name)
+            if name not in axes and _finite(value):
+                rates[name], axes[name] = float(value), name
         dropout_axes.update(axes)
         configs.append(Configuration(c["id"], c["key"], c["params"], c["group"], rates, by_config[c["id"]]))
     names: list[str] = []

@@ -67,6 +67,8 @@ _TOP = (
     "executor", "address",
     "stat",
     "max_seeds",
+    "regularization",
+    "model_file",
 )
 
 
@@ -120,6 +122,12 @@ class SweepConfig:
         max_seeds: with ``seeds = "auto"``, the most seeds a configuration may get (racing:
             seeds are added in rounds only where the decision is open; see
             :func:`droplab.sweep.run_sweep`). Default 20.
+        regularization: more axes that are regularization (``regularization = ["train.label_smoothing"]``):
+            their value 0 is the baseline, the one-SE rule may trade them. Default none
+            (dropout axes and ``train.weight_decay/l1/l2/max_norm`` always are).
+        model_file: ``"my_model.py:build"``: your own build function (configuration dict ->
+            ``nn.Module``) instead of ``[model]``; every axis but ``train.*`` goes to it, and
+            the data come from ``[data]``. Default ``None`` (droplab's models).
 
     Example:
         >>> SweepConfig.from_dict({"train": {"epochs": 2}}).train.epochs
@@ -146,6 +154,8 @@ class SweepConfig:
     address: str | None = None
     stat: str | None = None
     max_seeds: int = 20
+    regularization: tuple[str, ...] = ()
+    model_file: str | None = None
 
     def __post_init__(self) -> None:
         from droplab.models import ModelSpec
@@ -175,6 +185,13 @@ class SweepConfig:
         if isinstance(seeds, (list, tuple)):
             set_(self, "seeds", tuple(seeds))
         check_positive_int("max_seeds", self.max_seeds)
+        from droplab.sweep.selection import check_regularization
+
+        set_(self, "regularization", check_regularization(self.regularization))
+        if self.model_file is not None:
+            _split_model_file(self.model_file)
+            if self.models:
+                raise ConfigError("model_file builds your own model; [models] applies to droplab's models")
         if self.seeds != "auto":
             seed_list(self.seeds)
         elif self.sampler == "tpe":
@@ -258,6 +275,10 @@ class SweepConfig:
             out["stat"] = self.stat
         if self.seeds == "auto":
             out["max_seeds"] = self.max_seeds
+        if self.regularization:
+            out["regularization"] = list(self.regularization)
+        if self.model_file is not None:
+            out["model_file"] = self.model_file
         return out
 
     def replace(self, **changes: Any) -> SweepConfig:
@@ -286,12 +307,52 @@ class SweepConfig:
         )
 
     def plan(self):
-        """The engine's plan for droplab's own models (data from ``[data]``)."""
+        """The engine's plan: droplab's own models, or the build function of ``model_file``
+        (data from ``[data]`` either way)."""
+
+        if self.model_file is not None:
+            from droplab.sweep.plan import ModulePlan, TensorData
+
+            return ModulePlan(load_build_function(self.model_file), TensorData(self.data.load()), self.train,
+                              self.population, regularization=self.regularization)
 
         def load(options: dict[str, Any]):
             return DataConfig.from_dict(options).load()
 
-        return SpecPlan(self.model, self.models, self.train, self.data.to_dict(), self.population, load)
+        return SpecPlan(self.model, self.models, self.train, self.data.to_dict(), self.population, load,
+                        regularization=self.regularization)
+
+
+def _split_model_file(text: Any) -> tuple[str, str]:
+    if not isinstance(text, str) or text.count(":") < 1:
+        raise ConfigError(f"model_file must be 'FILE.py:FUNCTION', got {text!r}")
+    path, func = text.rsplit(":", 1)
+    if not path.endswith(".py") or not func.isidentifier():
+        raise ConfigError(f"model_file must be 'FILE.py:FUNCTION', got {text!r}")
+    return path, func
+
+
+def load_build_function(text: str):
+    """The build function named by ``"my_model.py:build"`` (the file is run as a module).
+
+    Raises:
+        ConfigError: no such file, the file fails to import, or it has no such callable.
+    """
+    import importlib.util
+
+    path, func = _split_model_file(text)
+    if not os.path.isfile(path):
+        raise ConfigError(f"model_file {path!r}: no such file")
+    spec = importlib.util.spec_from_file_location(f"droplab_user_model_{abs(hash(os.path.abspath(path)))}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # the user's file failing to import is a config problem
+        raise ConfigError(f"model_file {path!r} failed to import: {type(exc).__name__}: {exc}") from None
+    build = getattr(module, func, None)
+    if not callable(build):
+        raise ConfigError(f"model_file {path!r} has no function {func!r}")
+    return build
 
 
 def apply_overrides(values: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

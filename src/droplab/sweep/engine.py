@@ -36,7 +36,7 @@ from droplab.sweep.plan import (
 )
 from droplab.sweep.population import Member, Population
 from droplab.sweep.progress import Progress
-from droplab.sweep.result import SweepResult, summarize
+from droplab.sweep.result import SweepResult, small_validation, summarize
 from droplab.sweep.space import GridSpace, OptunaSpace, SearchSpace, config_key
 from droplab.sweep.store import FINAL_STATUSES, Store
 from droplab.train.config import TrainConfig
@@ -112,6 +112,12 @@ def run_sweep(
     address: str | None = None,
     stat: str | None = None,
     max_seeds: int = 20,
+    regularization: Sequence[str] | None = None,
+    task: str | None = None,
+    target: str | None = None,
+    val_fraction: float = 0.2,
+    data_seed: int = 0,
+    convert: bool = True,
 ) -> SweepResult:
     """Train every configuration of ``space`` with every seed; store, select, summarize.
 
@@ -127,7 +133,14 @@ def run_sweep(
       called inside ``torch.random.fork_rng`` with ``torch.manual_seed(seed)`` so that the
       initialization is reproducible and runs with equal seeds start equal. Axes named
       ``train.<field>`` set the training configuration; every other axis is passed to
-      ``build_fn``. ``data`` may also be a :class:`droplab.data.Splits`.
+      ``build_fn``. ``data`` may also be a :class:`droplab.data.Splits`, or anything
+      :func:`droplab.data.as_splits` reads: a numpy or tensor pair ``(x, y)``, a pandas
+      DataFrame with ``target=``, a ``Dataset``, a ``DataLoader`` or a function returning
+      batches (the validation split: ``val_fraction`` of it, drawn with ``data_seed``).
+      The engine calls :func:`droplab.nn.convert` on each model (``convert=True``): torch's
+      ``nn.Dropout`` family becomes droplab's equivalent layers (same distribution), whose
+      rates are per-member data, so configurations that differ only in those rates train as
+      ONE population (grouped by the built model's structure, not by the parameters).
 
     Args:
         build: a :class:`~droplab.sweep.config.SweepConfig`, a ``ModelSpec`` or a callable.
@@ -173,6 +186,19 @@ def run_sweep(
             (:func:`droplab.stats.compare`); stored with the study. Default ``None``: the
             ``SweepConfig``'s, else bootstrap from 5 seeds on, t below.
         max_seeds: the most seeds a configuration gets with ``seeds="auto"``. Default 20.
+        regularization: the axes that are regularization, by name (``["p"]``): their value 0
+            is the no-regularization baseline of the paired differences and the report, and
+            the one-SE rule may trade them. Axes named ``*dropout*``, ``train.weight_decay``
+            / ``l1`` / ``l2`` / ``max_norm`` always are, and so is any numeric axis of a build
+            function found to set a droplab dropout rate. Default none more.
+        task: ``"classification"``, ``"binary"`` (one logit, BCE with logits) or
+            ``"regression"`` for your own data; default inferred (a printed note says why).
+        target: the target column of a DataFrame ``data``.
+        val_fraction: the validation fraction drawn from data given without one (a pair, a
+            DataFrame, a Dataset, a DataLoader). Default 0.2.
+        data_seed: the seed of that validation draw. Default 0.
+        convert: convert torch's dropout layers of a build function's model to droplab's
+            (:func:`droplab.nn.convert`). Default True.
 
     Returns:
         A :class:`SweepResult`.
@@ -216,7 +242,12 @@ def run_sweep(
         space = {}
     if not isinstance(space, SearchSpace):
         space = GridSpace(space)
-    plan = make_plan(build, data, train, models=models, population=population)
+    data_options = {}
+    if task is not None or target is not None or val_fraction != 0.2 or data_seed != 0:
+        data_options = {"task": task, "target": target, "val_fraction": val_fraction, "data_seed": data_seed}
+    plan = make_plan(build, data, train, models=models, population=population,
+                     regularization=() if regularization is None else regularization, convert=convert,
+                     data_options=data_options)
     race = None
     if isinstance(seeds, str) and seeds == "auto":
         from droplab._checks import check_positive_int
@@ -334,6 +365,8 @@ class _Engine:
         if self.metric is None:
             self.metric = selection.default_metric(self.task)
         self.maximize = selection.check_metric(self.metric, self.task)
+        extra = self.metric.rsplit("_", 1)[-1]
+        self.plan.extra_metrics = (extra,) if extra in selection.EXTRA_METRICS else ()
         if isinstance(self.space, OptunaSpace):
             self.space.maximize = self.maximize
 
@@ -652,7 +685,8 @@ class _Engine:
             if bkey is not None and bkey != key:
                 baseline[key] = bkey
         sm = summarize(self.resolved, {k: by.get(self.config_ids[k], []) for k in self.resolved}, metric=self.metric,
-                       maximize=self.maximize, confidence=self.confidence, stat=self.stat, baseline=baseline)
+                       maximize=self.maximize, confidence=self.confidence, stat=self.stat, baseline=baseline,
+                       regularization=self._reg_axes())
         self._rule = sm.stat
         selected: dict[str, list[str]] = {}
         if sm.best is not None:
@@ -661,6 +695,7 @@ class _Engine:
             selected.setdefault(sm.one_se, []).append("1-SE")
         for arch, key in sm.per_arch.items():
             selected.setdefault(key, []).append(f"best of {arch}")
+        small = small_validation(sm.rows, sm.best, self.metric)  # shown under the table
         return SweepResult(
             store=path,
             metric=self.metric,
@@ -674,11 +709,18 @@ class _Engine:
             confidence=self.confidence,
             stat=sm.stat,
             stat_text=rule_text(sm.stat, self.confidence, sm.family, self.stat),
+            regularization=self._reg_axes(),
+            small_validation=small,
         )
+
+    def _reg_axes(self) -> list[str]:
+        """Every rate / regularization axis of the sweep's configurations (named or found)."""
+        return list(dict.fromkeys(a for o in self.resolved.values() for a in o.rate_axes))
 
     def _baseline_key(self, r: Resolved) -> str | None:
         """The configuration like ``r`` without dropout, if the sweep has it (:func:`selection.find_baseline`)."""
-        return selection.find_baseline(r.params, {k: o.params for k, o in self.resolved.items()}, r.rate_axes)
+        axes = selection.rate_axes(r.params, self._reg_axes())
+        return selection.find_baseline(r.params, {k: o.params for k, o in self.resolved.items()}, axes)
 
     def _step_costs(self) -> dict[str, dict[str, Any]]:
         """Each configuration's per-step time and memory trained alone (see :mod:`droplab.sweep.cost`)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 import os
 import tempfile
 import time
@@ -87,10 +88,13 @@ def make_population_of(plan, part, splits) -> tuple[Population | None, str]:
         return None, "population training is off (population=False)"
     members = _members(part)
     data = (splits.x_train, splits.y_train, splits.x_val, splits.y_val)
-    return make_population(
+    pop, why = make_population(
         lambda: plan.make_net(r0, members, splits), members, data, splits.task,
         device=r0.train.resolve_device(),
     )
+    if pop is not None:
+        pop.extra_metrics = tuple(getattr(plan, "extra_metrics", ()))
+    return pop, why
 
 
 def worker_info() -> dict[str, Any]:
@@ -158,12 +162,15 @@ def _train_single(work: Work, i: int, splits, emit, worker: dict[str, Any]) -> N
         model = work.plan.builder(r, splits)(member)
     cfg = r.train.replace(seed=seed, checkpoint_dir=None)
     every = work.checkpoint_seconds
+    extra = tuple(getattr(work.plan, "extra_metrics", ()))
 
     class _Emit(Callback):
         def __init__(self) -> None:
             self.last = time.perf_counter()
 
         def on_epoch_end(self, trainer, *, epoch, logs, **kwargs):
+            if extra and "val_loss" in logs:
+                logs.update(_extra_val_metrics(trainer.model, splits, extra))
             blob = None
             if epoch >= cfg.epochs or trainer.should_stop or time.perf_counter() - self.last >= every:
                 blob = _trainer_blob(trainer)
@@ -198,6 +205,8 @@ def _train_single(work: Work, i: int, splits, emit, worker: dict[str, Any]) -> N
         for k in ("loss", metric):
             if k in values:
                 res[f"{prefix}_{k}"] = values[k]
+    if extra and "val_loss" in res:
+        res.update(_extra_val_metrics(model, splits, extra))  # of the weights the run ends with
     cost = {
         "seconds": sum(row["seconds"] for row in result.history),
         "peak_mem_mb": max((row.get("peak_mem_mb", 0.0) for row in result.history), default=0.0),
@@ -274,6 +283,30 @@ def state_blob(state: dict[str, torch.Tensor]) -> bytes:
     buf = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in state.items()}, buf)
     return buf.getvalue()
+
+
+def _extra_val_metrics(model: torch.nn.Module, splits, names: Sequence[str]) -> dict[str, float]:
+    """``val_<name>`` of :mod:`droplab.train.metrics` for a model trained alone (eval mode; NaN
+    where undefined, e.g. the AUROC of a one-class validation split), as a population computes them."""
+    from droplab.errors import DataError
+    from droplab.train import metrics
+
+    was = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            out = torch.cat([model(xb.to(device)).cpu() for xb in splits.x_val.split(1024)])
+    finally:
+        model.train(was)
+    y = splits.y_val if splits.task == "classification" else splits.y_val.float().reshape(len(splits.y_val), -1)
+    res = {}
+    for name in names:
+        try:
+            res[f"val_{name}"] = getattr(metrics, name)(out[:, : y.shape[1]] if name == "mae" else out, y)
+        except DataError:
+            res[f"val_{name}"] = math.nan
+    return res
 
 
 def _trainer_blob(trainer) -> bytes:

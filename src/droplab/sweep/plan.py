@@ -21,6 +21,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -35,6 +36,7 @@ from droplab.train.config import TrainConfig
 
 __all__ = [
     "MEMBER_FIELDS", "Resolved", "SpecPlan", "ModulePlan", "TensorData", "make_plan", "seed_list", "load_data",
+    "user_data",
     "group_hash", "to_json",
 ]
 
@@ -94,9 +96,11 @@ class SpecPlan:
 
     kind = "spec"
 
-    def __init__(self, base_spec, models, base_train, base_data, population, data_loader, fixed_data=False):
+    def __init__(self, base_spec, models, base_train, base_data, population, data_loader, fixed_data=False,
+                 regularization: Sequence[str] = ()):
         from droplab.models import ModelSpec
 
+        self.regularization = selection.check_regularization(regularization)
         self.ModelSpec = ModelSpec
         self.base_spec = base_spec
         self.models = dict(models or {})
@@ -223,7 +227,7 @@ class SpecPlan:
             schedules=schedules,
             arch=config_key(arch_params) if arch_params else "",
             strength=_strength(all_rates, train),
-            rate_axes=tuple(selection.rate_axes(params)),
+            rate_axes=tuple(selection.rate_axes(params, self.regularization)),
         )
 
     def data(self, r: Resolved):
@@ -264,7 +268,8 @@ class SpecPlan:
 class TensorData:
     """The user's tensors (a Splits-like object or a tuple), checked, in the shape of droplab.data.Splits."""
 
-    def __init__(self, data: Any) -> None:
+    def __init__(self, data: Any, task: str | None = None) -> None:
+        override = task
         if all(hasattr(data, a) for a in ("x_train", "y_train", "x_val", "y_val")):
             self.x_train, self.y_train = data.x_train, data.y_train
             self.x_val, self.y_val = data.x_val, data.y_val
@@ -283,6 +288,12 @@ class TensorData:
         for name in ("x_train", "y_train", "x_val", "y_val"):
             if not isinstance(getattr(self, name), torch.Tensor):
                 raise DataError(f"{name} must be a torch.Tensor, got {type(getattr(self, name)).__name__}")
+        for name in ("x_train", "x_val", "x_test"):
+            t = getattr(self, name)
+            if isinstance(t, torch.Tensor) and t.is_floating_point() and t.dtype != torch.float32:
+                # float64 inputs would meet float32 weights deep inside the model
+                print(f"droplab: {name} cast from {t.dtype} to torch.float32", file=sys.stderr)
+                setattr(self, name, t.float())
         if len(self.x_train) != len(self.y_train) or len(self.x_val) != len(self.y_val):
             raise DataError(
                 f"x and y must have as many examples: train {len(self.x_train)} vs {len(self.y_train)}, "
@@ -290,6 +301,15 @@ class TensorData:
             )
         if len(self.x_train) == 0 or len(self.x_val) == 0:
             raise DataError("a sweep needs non-empty training and validation data")
+        if override is not None:
+            from droplab.data import infer_task
+
+            width = getattr(data, "n_outputs", None)
+            task = infer_task(self.y_train, width, task=override).task
+            if task == "binary":
+                self.y_train, self.y_val = self.y_train.float(), self.y_val.float()
+                if self.y_test is not None:
+                    self.y_test = self.y_test.float()
         if task is None:
             task = "regression" if self.y_train.is_floating_point() else "classification"
         self.task = task
@@ -298,6 +318,8 @@ class TensorData:
             self.n_outputs = int(data.n_outputs)
         elif task == "classification":
             self.n_outputs = int(max(self.y_train.max(), self.y_val.max())) + 1
+        elif task == "binary":
+            self.n_outputs = 1
         else:
             self.n_outputs = 1 if self.y_train.dim() == 1 else int(self.y_train.shape[1])
 
@@ -310,18 +332,56 @@ class TensorData:
         return {"shapes": {n: list(getattr(self, n).shape) for n in ("x_train", "x_val")}, "sha1": h.hexdigest()}
 
 
+def _is_tensor_data(data: Any) -> bool:
+    if all(hasattr(data, a) for a in ("x_train", "y_train", "x_val", "y_val")):
+        return True
+    return (
+        isinstance(data, (tuple, list)) and len(data) in (4, 6)
+        and all(isinstance(t, torch.Tensor) for t in data)
+    )
+
+
+def user_data(data: Any, *, target: str | None = None, task: str | None = None, val_fraction: float = 0.2,
+              data_seed: int = 0) -> TensorData:
+    """The user's data in any form :func:`droplab.data.as_splits` reads, as :class:`TensorData`.
+
+    A ``Splits`` (or an object with ``x_train, y_train, x_val, y_val``) or a tuple of 4 or 6
+    tensors is taken as it is (float inputs cast to float32, ``task=`` checked against the
+    targets). Anything else -- a DataFrame with ``target=``, a numpy or tensor pair ``(x, y)``,
+    a ``Dataset``, a ``DataLoader`` or a function returning batches -- goes through
+    :func:`droplab.data.as_splits` with a validation split of ``val_fraction`` drawn with
+    ``data_seed``, so every form of the same examples gives the same splits and the same sweep.
+
+    Example:
+        >>> x, y = torch.randn(20, 3), torch.arange(20) % 2
+        >>> user_data((x, y), task="classification", data_seed=1).n_outputs
+        2
+    """
+    if _is_tensor_data(data):
+        if target is not None:
+            raise ConfigError("target= names a DataFrame's target column; tensors carry their targets")
+        return TensorData(data, task)
+    from droplab.data import as_splits
+
+    return TensorData(as_splits(data, target=target, task=task, val_fraction=val_fraction, seed=data_seed))
+
+
 class ModulePlan:
     """Configurations of a user build function: ``train.*`` axes go to training, the rest to it."""
 
     kind = "module"
 
-    def __init__(self, build, data, base_train, population):
+    def __init__(self, build, data, base_train, population, *, regularization: Sequence[str] = (),
+                 convert: bool = True):
         if not callable(build):
             raise ConfigError(f"build must be a callable (configuration dict -> nn.Module), got {build!r}")
         self.build = build
-        self.splits = TensorData(data)
+        self.splits = data if isinstance(data, TensorData) else TensorData(data)
         self.base_train = base_train
         self.population = population
+        self.regularization = selection.check_regularization(regularization)
+        self.convert = bool(convert)
+        self._structures: dict[str, Any] = {}  # build parameters (JSON) -> structure key
 
     def check_axis(self, name: str) -> None:
         if name.startswith("train."):
@@ -345,7 +405,8 @@ class ModulePlan:
         except ConfigError as exc:
             raise ConfigError(f"configuration {config_key(params)}: {exc}") from None
         build_params = {k: v for k, v in params.items() if not k.startswith("train.")}
-        axes = selection.rate_axes(build_params)
+        structure, found = self._structure(build_params)
+        axes = selection.rate_axes(build_params, self.regularization + found)
         rates = [float(build_params[k]) for k in axes if isinstance(build_params[k], (int, float))]
         arch_params = {k: v for k, v in params.items() if k == "model" or k.startswith("model.")}
         return Resolved(
@@ -353,7 +414,7 @@ class ModulePlan:
             key=config_key(params),
             train=train,
             data_key="user",
-            group={"net": "module", "build": build_params, "train": _group_train(train)},
+            group={"net": "module", **structure, "train": _group_train(train)},
             net="module",
             arch=config_key(arch_params) if arch_params else "",
             strength=_strength(rates, train),
@@ -363,17 +424,80 @@ class ModulePlan:
     def data(self, r: Resolved):
         return self.splits
 
+    def _make(self, params: Mapping[str, Any], key: str) -> nn.Module:
+        """The user's model for ``params`` (its build parameters), torch's dropout converted."""
+        model = self.build(dict(params))
+        if not isinstance(model, nn.Module):
+            raise ConfigError(
+                f"the build function must return an nn.Module, got {type(model).__name__} "
+                f"for configuration {key!r}"
+            )
+        if self.convert:
+            from droplab.nn import convert
+
+            model = convert(model)
+        return model
+
+    def _structure(self, params: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
+        """The population group of a configuration's model, and the axes found to set a dropout rate.
+
+        Models that differ only in the rates of droplab's unit, channel and alpha dropout
+        layers (held per member in ``rate`` buffers, :func:`droplab.nn.rates_as_buffers`) share
+        a group: the group is :func:`module_signature` plus every module's plain attributes (a
+        rate kept in any other attribute keeps its configuration apart). A numeric axis whose
+        value changes a rate buffer (the model built with the axis at another value) counts as a
+        regularization axis. A model that cannot be built here keeps the build parameters as its
+        group: the validation reports the error.
+        """
+        pkey = to_json(params)
+        if pkey not in self._structures:
+            try:
+                sig, rates = self._signature(params)
+            except Exception:  # noqa: BLE001 - reported by the engine's validation, with context
+                self._structures[pkey] = ({"build": dict(params)}, ())
+            else:
+                found = []
+                for name, value in params.items():
+                    if name in self.regularization or not selection.is_probability(value):
+                        continue
+                    other = 0.5 if value != 0.5 else 0.25
+                    try:
+                        sig2, rates2 = self._signature({**params, name: other})
+                    except Exception:  # noqa: BLE001 - the other value is only a probe
+                        continue
+                    if sig2 == sig and rates2 != rates:
+                        found.append(name)
+                self._structures[pkey] = ({"structure": sig}, tuple(found))
+        return self._structures[pkey]
+
+    def _signature(self, params: Mapping[str, Any]) -> tuple[str, tuple[float, ...]]:
+        from droplab.nn import rates_as_buffers
+        from droplab.sweep.population import module_signature
+        from droplab.train.schedules import scheduled_layers
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = self._make(params, config_key(params))
+        # ModuleNet's rule: scheduled layers keep one shared rate, so they stay in the signature.
+        if not scheduled_layers(model):
+            rates_as_buffers(model)
+        attrs = []
+        for name, mod in model.named_modules():
+            own = {
+                k: v for k, v in vars(mod).items()
+                if not k.startswith("_") and k != "training" and isinstance(v, (bool, int, float, str, type(None)))
+                and not (k == "p" and "rate" in mod._buffers)
+            }
+            attrs.append((name, sorted(own.items())))
+        rates = tuple(float(b) for n, b in model.named_buffers() if n.rsplit(".", 1)[-1] == "rate")
+        return group_hash([repr(module_signature(model)), attrs]), rates
+
     def builder(self, r: Resolved, splits) -> Callable[[Member], nn.Module]:
-        build, params = self.build, {k: v for k, v in r.params.items() if not k.startswith("train.")}
+        """``member -> model``: each member's own configuration (members of one group differ in rates)."""
 
         def make(member: Member) -> nn.Module:
-            model = build(dict(params))
-            if not isinstance(model, nn.Module):
-                raise ConfigError(
-                    f"the build function must return an nn.Module, got {type(model).__name__} "
-                    f"for configuration {r.key!r}"
-                )
-            return model
+            params = {k: v for k, v in member.params.items() if not k.startswith("train.")}
+            return self._make(params, member.key)
 
         return make
 
@@ -388,28 +512,37 @@ class ModulePlan:
 
     def describe(self) -> dict[str, Any]:
         name = getattr(self.build, "__qualname__", type(self.build).__name__)
-        return {
+        out = {
             "build": f"{getattr(self.build, '__module__', '?')}.{name}",
             "train": self.base_train.to_dict(),
             "data": self.splits.fingerprint(),
         }
+        if not self.convert:
+            out["convert"] = False
+        return out
 
 
 def make_plan(build: Any, data: Any, train: TrainConfig, *, models: Mapping[str, Any] | None = None,
-              population: bool = True) -> SpecPlan | ModulePlan:
+              population: bool = True, regularization: Sequence[str] = (), convert: bool = True,
+              data_options: Mapping[str, Any] | None = None) -> SpecPlan | ModulePlan:
     """The plan of ``run_sweep(build, data, ...)``: a :class:`SpecPlan` for a ``ModelSpec``
-    (``data``: ``load_dataset`` options, or tensors), a :class:`ModulePlan` for a build function."""
+    (``data``: ``load_dataset`` options, or data in any form :func:`user_data` reads), a
+    :class:`ModulePlan` for a build function. ``data_options``: :func:`user_data`'s ``target``,
+    ``task``, ``val_fraction`` and ``data_seed``."""
     from droplab.models import ModelSpec
 
+    opts = dict(data_options or {})
     if isinstance(build, ModelSpec):
         if data is None:
             raise ConfigError("data is required: a dict of load_dataset options like {'name': 'mnist1d'}, or a Splits")
         if isinstance(data, Mapping):
-            return SpecPlan(build, models, train, dict(data), population, load_data)
-        splits = TensorData(data)
+            if opts:
+                raise ConfigError(f"{', '.join(sorted(opts))} apply to your own data; give load_dataset options in data")
+            return SpecPlan(build, models, train, dict(data), population, load_data, regularization=regularization)
+        splits = user_data(data, **opts)
         return SpecPlan(
             build, models, train, {"tensors": splits.fingerprint()}, population,
-            lambda opts: splits, fixed_data=True,
+            lambda opts: splits, fixed_data=True, regularization=regularization,
         )
     if build is None:
         raise ConfigError("run_sweep needs a build function, a ModelSpec or a SweepConfig")
@@ -417,7 +550,8 @@ def make_plan(build: Any, data: Any, train: TrainConfig, *, models: Mapping[str,
         raise ConfigError("models applies to droplab's ModelSpec sweeps; a build function builds its own")
     if data is None:
         raise ConfigError("data is required: (x_train, y_train, x_val, y_val[, x_test, y_test]) or a Splits")
-    return ModulePlan(build, data, train, population)
+    return ModulePlan(build, user_data(data, **opts), train, population, regularization=regularization,
+                      convert=convert)
 
 def seed_list(seeds: int | Sequence[int]) -> list[int]:
     """A count ``n`` (seeds ``0..n-1``) or a list of distinct non-negative seeds -> the list.

@@ -15,7 +15,49 @@ from typing import Any, NamedTuple
 from droplab.stats import Estimate, compare, paired_difference, resolve_stat
 from droplab.sweep import selection
 
-__all__ = ["SweepResult", "Summary", "summarize"]
+__all__ = ["SweepResult", "Summary", "summarize", "small_validation"]
+
+
+def _render_text(renderable: Any) -> str:
+    """A rich renderable as plain text at the terminal's width (what ``print`` shows)."""
+    import io
+    import shutil
+
+    from rich.console import Console
+
+    buf = io.StringIO()
+    Console(file=buf, width=shutil.get_terminal_size((120, 24)).columns, color_system=None,
+            force_terminal=False, force_jupyter=False).print(renderable)
+    return buf.getvalue().rstrip("\n")
+
+
+def _render_html(renderable: Any) -> str:
+    import io
+
+    from rich.console import Console
+
+    console = Console(file=io.StringIO(), record=True, width=140, force_jupyter=False)
+    console.print(renderable)
+    return console.export_html(inline_styles=True)
+
+
+def _table_class():
+    from rich.table import Table
+
+    class ResultTable(Table):
+        """A rich ``Table`` that also prints as a table: ``print(t)`` and ``str(t)`` render it as
+        text, Jupyter shows it as HTML (``_repr_html_``); ``console.print(t)`` as before."""
+
+        def __str__(self) -> str:
+            return _render_text(self)
+
+        def _repr_html_(self) -> str:
+            return _render_html(self)
+
+        def _repr_mimebundle_(self, include=None, exclude=None):  # noqa: ARG002 - Jupyter's protocol
+            return {"text/plain": str(self), "text/html": self._repr_html_()}
+
+    return ResultTable
 
 
 @dataclasses.dataclass
@@ -46,6 +88,10 @@ class SweepResult:
             ratio to its no-dropout baseline; :func:`droplab.sweep.cost.measure_step_costs`).
         racing: with ``seeds="auto"``, configuration key -> ``{"seeds", "why"}``: how many
             seeds it got and why it stopped there; ``{}`` otherwise.
+        regularization: the sweep's regularization axes (named, by name rule, or found to set
+            a droplab dropout rate): the baseline has 0 on them; the report reads them.
+        small_validation: why the validation split looks too small to tell the configurations
+            apart (:func:`small_validation`), else None; the table shows it.
     """
 
     store: str
@@ -62,10 +108,44 @@ class SweepResult:
     stat_text: str = ""
     step_cost: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     racing: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    regularization: list[str] = dataclasses.field(default_factory=list)
+    small_validation: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form (what ``Store.summary()`` returns)."""
         return dataclasses.asdict(self)
+
+    def to_frame(self):
+        """The rows as a ``pandas.DataFrame``: one row per configuration (needs ``droplab[pandas]``).
+
+        Columns: ``key``, each axis, ``n``, ``mean``, ``lo``, ``hi``, ``sd``, the paired
+        difference against the baseline (``baseline``, ``diff_mean``, ``diff_lo``, ``diff_hi``,
+        ``p_holm``, ``verdict``), ``seconds``, ``peak_mem_mb`` and ``selected`` (``best``,
+        ``1-SE``). The metric is :attr:`metric`.
+
+        Raises:
+            ImportError: pandas is not installed (the message says how to get it).
+        """
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("SweepResult.to_frame() needs pandas: pip install 'droplab[pandas]'") from None
+        axes = list(dict.fromkeys(k for r in self.rows for k in r["params"]))
+        records = []
+        for r in self.rows:
+            d = r.get("diff") or {}
+            marks = [m for m, k in (("best", self.best), ("1-SE", self.one_se)) if r["key"] == k]
+            verdict = None
+            if "decided" in d:
+                verdict = "better" if d["better"] else "worse" if d["worse"] else "undecided"
+            records.append({
+                "key": r["key"], **{a: r["params"].get(a) for a in axes},
+                "n": r["n"], "mean": r["mean"], "lo": r["lo"], "hi": r["hi"], "sd": r["sd"],
+                "baseline": d.get("baseline"), "diff_mean": d.get("mean", math.nan), "diff_lo": d.get("lo", math.nan),
+                "diff_hi": d.get("hi", math.nan), "p_holm": d.get("p_holm", math.nan), "verdict": verdict,
+                "seconds": r["seconds"], "peak_mem_mb": r["peak_mem_mb"], "selected": ", ".join(marks),
+            })
+        return pd.DataFrame.from_records(records)
 
     def row(self, key: str) -> dict[str, Any]:
         """The table row of configuration ``key``."""
@@ -75,12 +155,17 @@ class SweepResult:
         raise KeyError(key)
 
     def table(self):
-        """A ``rich.table.Table`` of the results (what ``droplab sweep`` prints)."""
-        from rich.table import Table
+        """The results as a table (what ``droplab sweep`` prints).
+
+        A ``rich.table.Table`` that ``print(result.table())`` shows as a table in a terminal and
+        Jupyter shows as HTML; with a :attr:`small_validation` warning as its caption.
+        """
+        Table = _table_class()
 
         pct = int(round(self.confidence * 100))
+        caption = "\n".join(c for c in (self.stat_text, self.small_validation and f"warning: {self.small_validation}") if c)
         t = Table(title=f"{self.metric} ({'higher' if self.maximize else 'lower'} is better), mean and {pct}% CI over seeds",
-                  caption=self.stat_text or None)
+                  caption=caption or None)
         t.add_column("configuration")
         t.add_column("n", justify="right")
         t.add_column(self.metric, justify="right")
@@ -119,8 +204,8 @@ class SweepResult:
         return t
 
     def test_table(self):
-        """A ``rich.table.Table`` of the selected configurations' test metrics."""
-        from rich.table import Table
+        """A ``rich.table.Table`` of the selected configurations' test metrics (prints as :meth:`table`)."""
+        Table = _table_class()
 
         # Each column is named by the value under it: ``mean`` is the task's metric (test_acc or
         # test_rmse) whatever the selection metric; a loss-selected sweep also shows test_loss.
@@ -145,6 +230,39 @@ class SweepResult:
         return t
 
 
+def small_validation(rows: Sequence[Mapping[str, Any]], best: str | None, metric: str) -> str | None:
+    """Why the validation split cannot tell the configurations apart, or None.
+
+    Two signs, on the rows of :func:`summarize`: the best mean is tied exactly by another
+    configuration (a tie-break picked "best": typical of accuracy on a few dozen examples), or
+    the best's interval is wider than the spread of all the means (the seeds disagree more than
+    the configurations do). Both suggest a finer metric (``val_loss``) or more validation data
+    (cross-validation).
+
+    Example:
+        >>> rows = [{"key": "a", "mean": 0.97, "lo": 0.9, "hi": 1.0}, {"key": "b", "mean": 0.97, "lo": 0.9, "hi": 1.0}]
+        >>> small_validation(rows, "a", "val_acc")[:40]
+        'the best val_acc (0.9700) is tied by 1 o'
+    """
+    if best is None or len(rows) < 2:
+        return None
+    means = {r["key"]: r["mean"] for r in rows if math.isfinite(r["mean"])}
+    if best not in means or len(means) < 2:
+        return None
+    top = next(r for r in rows if r["key"] == best)
+    hint = ("the validation split may be too small to tell the configurations apart; select by "
+            "val_loss (metric='val_loss'), or give more validation data (cross-validation)")
+    ties = [k for k, m in means.items() if k != best and m == means[best]]
+    if ties:
+        return f"the best {metric} ({means[best]:.4f}) is tied by {len(ties)} other configuration(s): {hint}"
+    spread = max(means.values()) - min(means.values())
+    width = top["hi"] - top["lo"]
+    if math.isfinite(width) and width > spread:
+        return (f"the best's {metric} interval ({width:.4f} wide) is wider than the spread of the means "
+                f"({spread:.4f}): {hint}")
+    return None
+
+
 class Summary(NamedTuple):
     """What :func:`summarize` decides: the table rows, the rule, and the selected configurations."""
 
@@ -165,6 +283,7 @@ def summarize(
     confidence: float,
     stat: str | None,
     baseline: Mapping[str, str],
+    regularization: Sequence[str] = (),
 ) -> Summary:
     """The rows of :attr:`SweepResult.rows` and the selection, from the recorded runs.
 
@@ -183,6 +302,7 @@ def summarize(
         confidence: the level of the intervals.
         stat: the rule asked for (None: the default for the number of seeds).
         baseline: key -> its baseline's key (configurations with one only).
+        regularization: more axes the one-SE rule may trade (:func:`~droplab.sweep.selection.one_se`).
     """
     n_seeds = min((len(runs.get(k, [])) for k in configs), default=0)
     sizes: dict[str, int] = {}
@@ -231,7 +351,7 @@ def summarize(
     if best is not None:
         one_se = selection.one_se(
             estimates, maximize=maximize, params={k: r.params for k, r in configs.items()},
-            strength=lambda k: configs[k].strength,
+            strength=lambda k: configs[k].strength, regularization=regularization,
         )
         archs = sorted({r.arch for r in configs.values()})
         if len(archs) > 1:

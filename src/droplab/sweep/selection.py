@@ -46,6 +46,8 @@ __all__ = [
     "score_name",
     "check_metric",
     "metric_interval",
+    "check_regularization",
+    "is_probability",
     "is_rate_axis",
     "rate_axes",
     "is_regularization_axis",
@@ -59,7 +61,9 @@ __all__ = [
 ]
 
 #: The selection metrics a sweep accepts.
-METRICS = ("val_acc", "val_loss", "val_rmse")
+METRICS = ("val_acc", "val_loss", "val_rmse", "val_auroc", "val_f1", "val_mae")
+#: Metrics a population computes only when a sweep selects by them (:mod:`droplab.train.metrics`).
+EXTRA_METRICS = ("auroc", "f1", "mae")
 #: Training options that regularize, besides dropout (fields of TrainConfig; ``train.<field>`` axes).
 REGULARIZATION_FIELDS = ("weight_decay", "l1", "l2", "max_norm")
 
@@ -83,11 +87,13 @@ def maximize(metric: str) -> bool:
         (True, False)
     """
     name = metric.rsplit("_", 1)[-1]
-    if name in ("acc", "accuracy"):
+    if name in ("acc", "accuracy", "auroc", "f1"):
         return True
-    if name in ("loss", "rmse"):
+    if name in ("loss", "rmse", "mae"):
         return False
-    raise ConfigError(f"metric must be val_acc, val_loss or val_rmse, got {metric!r}")
+    raise ConfigError(
+        f"metric must be val_acc, val_loss or val_rmse, got {metric!r} (val_auroc, val_f1 and val_mae also work)"
+    )
 
 
 def default_metric(task: str) -> str:
@@ -97,7 +103,7 @@ def default_metric(task: str) -> str:
         >>> default_metric("regression")
         'val_loss'
     """
-    return "val_acc" if task == "classification" else "val_loss"
+    return "val_acc" if task in ("classification", "binary") else "val_loss"
 
 
 def score_name(task: str) -> str:
@@ -107,7 +113,7 @@ def score_name(task: str) -> str:
         >>> "val_" + score_name("classification")
         'val_acc'
     """
-    return "acc" if task == "classification" else "rmse"
+    return "acc" if task in ("classification", "binary") else "rmse"
 
 
 def check_metric(metric: str, task: str) -> bool:
@@ -118,9 +124,9 @@ def check_metric(metric: str, task: str) -> bool:
         False
     """
     up = maximize(metric)
-    if task == "classification" and metric.endswith("rmse"):
-        raise ConfigError(f"metric {metric!r} is for regression; use val_acc or val_loss")
-    if task == "regression" and metric.endswith("acc"):
+    if task in ("classification", "binary") and metric.endswith(("rmse", "mae")):
+        raise ConfigError(f"metric {metric!r} is for regression; use val_acc or val_loss (or val_auroc, val_f1)")
+    if task == "regression" and metric.endswith(("acc", "auroc", "f1")):
         raise ConfigError(f"metric {metric!r} is for classification; use val_loss or val_rmse")
     return up
 
@@ -144,6 +150,30 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def check_regularization(names: Any) -> tuple[str, ...]:
+    """The axes a user names as regularization (``regularization=["p"]``), checked: a tuple of names.
+
+    Example:
+        >>> check_regularization(["p", "wd"])
+        ('p', 'wd')
+    """
+    if names is None:
+        return ()
+    if isinstance(names, str) or not all(isinstance(n, str) and n for n in names):
+        raise ConfigError(f"regularization must be a list of axis names, got {names!r}")
+    return tuple(dict.fromkeys(names))
+
+
+def is_probability(value: Any) -> bool:
+    """Whether ``value`` is a number in [0, 1): what a dropout rate can be.
+
+    Example:
+        >>> is_probability(0.3), is_probability(64), is_probability(True)
+        (True, False, False)
+    """
+    return _number(value) and 0 <= value < 1
+
+
 def is_rate_axis(name: str, value: Any) -> bool:
     """Whether the axis ``name`` (with ``value``) sets a dropout rate.
 
@@ -163,12 +193,21 @@ def is_rate_axis(name: str, value: Any) -> bool:
     return "dropout" in name and not name.startswith(("model.", "data.", "train.")) and _number(value)
 
 
-def rate_axes(params: Mapping[str, Any]) -> list[str]:
-    """The dropout-rate axes of a configuration (see :func:`is_rate_axis`), in parameter order."""
-    return [k for k, v in params.items() if is_rate_axis(k, v)]
+def rate_axes(params: Mapping[str, Any], regularization: Iterable[str] = ()) -> list[str]:
+    """The dropout-rate axes of a configuration (see :func:`is_rate_axis`), in parameter order.
+
+    ``regularization`` names more axes (any name) whose value 0 means "off": the user's
+    ``regularization=[...]``, or axes the engine found to set a droplab rate.
+
+    Example:
+        >>> rate_axes({"p": 0.3, "width": 64}, ["p"])
+        ['p']
+    """
+    extra = set(regularization)
+    return [k for k, v in params.items() if is_rate_axis(k, v) or (k in extra and _number(v))]
 
 
-def is_regularization_axis(name: str) -> bool:
+def is_regularization_axis(name: str, regularization: Iterable[str] = ()) -> bool:
     """Whether an axis is a kind of regularization: the one-SE rule may trade it.
 
     Every dropout axis (rates, whole strings, layer types, rate schedules, a build function's
@@ -178,14 +217,15 @@ def is_regularization_axis(name: str) -> bool:
         >>> is_regularization_axis("train.weight_decay"), is_regularization_axis("train.lr")
         (True, False)
     """
-    return name in {f"train.{f}" for f in REGULARIZATION_FIELDS} or (
+    return name in set(regularization) or name in {f"train.{f}" for f in REGULARIZATION_FIELDS} or (
         "dropout" in name and not name.startswith(("model", "data", "train"))
     )
 
 
-def without_regularization(params: Mapping[str, Any]) -> dict[str, Any]:
+def without_regularization(params: Mapping[str, Any], regularization: Iterable[str] = ()) -> dict[str, Any]:
     """A configuration without its regularization axes (:func:`is_regularization_axis`)."""
-    return {k: v for k, v in params.items() if not is_regularization_axis(k)}
+    extra = tuple(regularization)
+    return {k: v for k, v in params.items() if not is_regularization_axis(k, extra)}
 
 
 def strength(
@@ -300,6 +340,7 @@ def one_se(
     maximize: bool,
     params: Mapping[str, Mapping[str, Any]],
     strength: Callable[[str], Any],
+    regularization: Iterable[str] = (),
 ) -> str | None:
     """The one-standard-error choice (:func:`droplab.stats.one_standard_error`).
 
@@ -311,6 +352,7 @@ def one_se(
         maximize: whether larger is better.
         params: key -> the configuration's parameters.
         strength: key -> sort key of its regularization (:func:`strength`).
+        regularization: more axis names that are regularization (:func:`rate_axes`).
 
     Example:
         >>> from droplab.stats import mean_ci
@@ -322,6 +364,7 @@ def one_se(
     top = best(estimates, maximize=maximize)
     if top is None:
         return None
-    target = _rest(without_regularization(params[top]), ())
-    same = [k for k in estimates if _rest(without_regularization(params[k]), ()) == target]
+    extra = tuple(regularization)
+    target = _rest(without_regularization(params[top], extra), ())
+    same = [k for k in estimates if _rest(without_regularization(params[k], extra), ()) == target]
     return one_standard_error(estimates, maximize=maximize, strength=strength, candidates=same)

@@ -103,7 +103,8 @@ class Population:
         net: an :class:`MLPNet` or :class:`ModuleNet` for these members.
         members: the members (configuration, seed, training configuration).
         data: ``(x_train, y_train, x_val, y_val)`` tensors.
-        task: ``"classification"``, ``"regression"`` (mean squared error) or ``"gaussian"``
+        task: ``"classification"``, ``"binary"`` (one logit, BCE with logits, accuracy of
+            ``logit > 0``), ``"regression"`` (mean squared error) or ``"gaussian"``
             (a mean/variance head trained on the Gaussian NLL, :func:`gaussian_nll`; the
             network outputs ``2 D`` columns for ``D`` targets).
         device: torch device. Default CPU.
@@ -228,6 +229,9 @@ class Population:
         self.mem_peak = self.mem_base + own
         self.seconds = 0.0
         self._weight_set = set(net.weight_names)
+        # Metrics of droplab.train.metrics ("auroc", "f1", "mae") added to each validation row;
+        # computed only when asked (the sweep engine asks for the one it selects by).
+        self.extra_metrics: tuple[str, ...] = ()
 
     # -- setup ---------------------------------------------------------------------------------
     def _seeded_rng_state(self) -> torch.Tensor:
@@ -359,7 +363,7 @@ class Population:
             if run.scheduler is not None and run.train.lr_schedule not in SCHEDULE_STEPS_PER_BATCH:
                 run.scheduler.step()
         train_loss = (running / self.n).tolist()
-        metric = "acc" if self.task == "classification" else "rmse"
+        metric = "acc" if self.task in ("classification", "binary") else "rmse"
         ev_train = self.evaluate(self.x, self.y) if self.cfg.eval_train else None
         ev_val = self.evaluate(self.xv, self.yv) if self.n_val else None
         self._sample_memory()
@@ -383,6 +387,9 @@ class Population:
                 if ev_val is not None:
                     row["val_loss"] = ev_val["loss"][j]
                     row[f"val_{metric}"] = ev_val[metric][j]
+                    for name in self.extra_metrics:
+                        if name in ev_val:
+                            row[f"val_{name}"] = ev_val[name][j]
             row["lr"] = run_lr
             row["seconds"] = seconds / computed
             row["peak_mem_mb"] = peak / computed
@@ -532,6 +539,8 @@ class Population:
         total = torch.zeros(k, dtype=torch.float64, device=self.device)
         correct = torch.zeros(k, dtype=torch.long, device=self.device)
         sq = torch.zeros(k, dtype=torch.float64, device=self.device)  # gaussian: the mean's error
+        extra = self.extra_metrics if self.groups is None else ()
+        outs: list[torch.Tensor] = []  # the outputs, for the extra metrics
         step = self.cfg.eval_batch_size
         if isinstance(self.net, MLPNet) and self.device.type == "cpu":
             # A chunk's activations (k, rows, widest) beyond a few MiB are fresh pages at every
@@ -544,7 +553,14 @@ class Population:
             else:
                 xb, yb = x[:, start : start + step], y[:, start : start + step]
             out = self.net.predict(P, B, xb)
-            if self.task == "classification":
+            if extra:
+                outs.append(out)
+            if self.task == "binary":
+                total += F.binary_cross_entropy_with_logits(
+                    out, yb.expand(k, -1, -1), reduction="none"
+                ).sum((1, 2), dtype=torch.float64)
+                correct += ((out > 0) == (yb > 0.5)).sum((1, 2))
+            elif self.task == "classification":
                 total += F.cross_entropy(
                     out.transpose(1, 2), yb.expand(k, -1), reduction="none"
                 ).sum(1, dtype=torch.float64)
@@ -556,11 +572,28 @@ class Population:
             else:
                 total += (out - yb).pow(2).sum((1, 2), dtype=torch.float64) / yb.shape[1]
         loss = (total / n_items).tolist()
-        if self.task == "classification":
-            return {"loss": loss, "acc": (correct.double() / n_items).tolist()}
+        more: dict[str, list[float]] = {}
+        if extra and n_items:
+            from droplab.train import metrics as M
+
+            full = torch.cat(outs, dim=1)
+            for name in extra:
+                fn = getattr(M, name)
+                values = []
+                for j in range(k):
+                    # a Gaussian head's means are its first columns; an undefined metric (AUROC
+                    # of a validation split with one class) is NaN, not a failed sweep
+                    out_j = full[j][:, : y.shape[1]] if name == "mae" else full[j]
+                    try:
+                        values.append(fn(out_j, y))
+                    except DataError:
+                        values.append(math.nan)
+                more[name] = values
+        if self.task in ("classification", "binary"):
+            return {"loss": loss, "acc": (correct.double() / n_items).tolist(), **more}
         if self.task == "gaussian":
-            return {"loss": loss, "rmse": (sq / n_items).sqrt().tolist()}
-        return {"loss": loss, "rmse": [math.sqrt(v) if v >= 0 else math.nan for v in loss]}
+            return {"loss": loss, "rmse": (sq / n_items).sqrt().tolist(), **more}
+        return {"loss": loss, "rmse": [math.sqrt(v) if v >= 0 else math.nan for v in loss], **more}
 
     def evaluate_members(self, indices: Sequence[int], x: torch.Tensor, y: torch.Tensor) -> dict[str, list[float]]:
         """Evaluate the *final* weights of some members (e.g. on the test split)."""
@@ -598,7 +631,7 @@ class Population:
             if key.startswith(("train_eval_", "val_")):
                 out[key] = value
         if not restored and not math.isfinite(row.get("train_loss", math.nan)):
-            metric = "acc" if self.task == "classification" else "rmse"
+            metric = "acc" if self.task in ("classification", "binary") else "rmse"
             for key in ("val_loss", f"val_{metric}", "train_eval_loss", f"train_eval_{metric}"):
                 out[key] = math.nan
         return out

@@ -57,6 +57,9 @@ def _loss_and_grad_out(out: torch.Tensor, y: torch.Tensor, task: str) -> tuple[t
         d_mean = diff / var * scale
         d_raw = 0.5 * (1 / var - diff.pow(2) / var.pow(2)) * torch.sigmoid(raw) * scale
         return losses, torch.cat([d_mean, d_raw], dim=2)
+    if task == "binary":  # one logit: BCE with logits, d/dz = sigmoid(z) - y
+        losses = F.binary_cross_entropy_with_logits(out, y.expand_as(out), reduction="none").mean((1, 2))
+        return losses, (torch.sigmoid(out) - y).mul_(1.0 / batch)
     if task == "classification":
         logp = torch.log_softmax(out, dim=2)
         losses = -logp.gather(2, y.unsqueeze(2)).squeeze(2).mean(1)
@@ -69,6 +72,8 @@ def _loss_and_grad_out(out: torch.Tensor, y: torch.Tensor, task: str) -> tuple[t
 
 
 def _loss_per_member(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
+    if task == "binary":
+        return F.binary_cross_entropy_with_logits(out, y.expand_as(out), reduction="none").mean((1, 2))
     if task == "gaussian":
         return gaussian_nll(out, y).mean((1, 2))
     if task == "classification":

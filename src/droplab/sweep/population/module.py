@@ -108,6 +108,8 @@ class ModuleNet(_Net):
                     return F.cross_entropy(out, y)
                 if task == "gaussian":
                     return gaussian_nll(out, y).mean()
+                if task == "binary":
+                    return F.binary_cross_entropy_with_logits(out, y)
                 return F.mse_loss(out, y)
 
             def grad_cls(p, b, x, y):
@@ -119,10 +121,14 @@ class ModuleNet(_Net):
             def grad_gauss(p, b, x, y):
                 return grad_and_value(loss)(p, b, x, y, "gaussian")
 
+            def grad_binary(p, b, x, y):
+                return grad_and_value(loss)(p, b, x, y, "binary")
+
             self._grad_fn = {
                 "classification": vmap(grad_cls, randomness="different"),
                 "regression": vmap(grad_reg, randomness="different"),
                 "gaussian": vmap(grad_gauss, randomness="different"),
+                "binary": vmap(grad_binary, randomness="different"),
             }
             self._pred_fn = vmap(
                 lambda p, b, x: functional_call(template, (p, b), (x,)),
