@@ -11,7 +11,7 @@ so float16/bfloat16/float64 inputs get exactly the masks a float32 input would, 
 Large tensors take a faster path in :func:`dropout` (inverted mode, no shared axes, at least
 ``COUNTER_MIN_NUMEL`` elements, torch.compile available, a dense memory layout, not inside a
 user's torch.compile or torch.jit.trace): the mask is a counter-based hash of a seed drawn from
-the same generator and the element's index in memory order (:mod:`droplab.functional.counter`),
+the same generator and the element's index in memory order (``droplab.functional.counter``),
 so a channels_last input keeps its format without a copy.
 It is the same for any thread count, nested across rates in the same way (``u < p``), and
 regenerated in backward instead of stored. Below the threshold, a compiled call costs more than
@@ -205,7 +205,7 @@ def batched_dropout_params(p: Tensor, *, mode: str = "inverted") -> tuple[Tensor
     its float32 uniform ``u >= p``, with ``p`` rounded to float32 as in :func:`dropout`, so one
     member's draws give masks nested across rates. Kept units are scaled by ``1 / (1 - p)``
     (``"inverted"``: computed in float64 and rounded once to float32, as torch's dropout and
-    :func:`droplab.functional.counter.counter_dropout` scale; :func:`dropout`'s generator path
+    ``droplab.functional.counter.counter_dropout`` scale; :func:`dropout`'s generator path
     divides by ``float32(1 - p)`` instead, which differs in the last bit for about a quarter of
     rates, none of 0.05, 0.1, 0.2, ..., 0.9) or by 1 (``"classic"``, which scales by ``1 - p``
     in eval mode instead). Apply them with :func:`batched_dropout_mask`.

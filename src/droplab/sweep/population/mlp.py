@@ -378,7 +378,7 @@ class MLPNet(_Net):
 
         Dropout stays on, at each member's own rates, as in MC dropout (Gal & Ghahramani,
         2016, "Dropout as a Bayesian Approximation", arXiv:1506.02142). The masks are
-        counter-based draws (:func:`droplab.functional.counter.counter_dropout`): the mask of pass
+        counter-based draws (``droplab.functional.counter.counter_dropout``): the mask of pass
         ``t``, example ``n``, unit ``j`` of member ``k`` is a pure function of ``(seeds[k],
         position, t, n, j)``, so the result does not depend on the chunking or thread count.
         Passes come in chunks whose activations stay within ``budget_bytes``, so that a caller
