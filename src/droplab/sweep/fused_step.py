@@ -103,10 +103,11 @@ static void product(const float* a, long sar, long sac, const float* b, const fl
   for (; r < M; ++r) rows<1>(a + r * sar, sar, sac, b, bias, tb, tbias, out + r * N, Cn, N);
 }
 
-// x (K, B, D); u (K, B, U) uniforms or empty; p, s (K, 1, U) thresholds and scales; off0/off1
+// x (K, B, D); u (S, B, U) uniforms or empty, member k's at row rows[k] (rows empty: k);
+// p, s (K, 1, U) thresholds and scales; off0/off1
 // the columns of u for the input and hidden masks (-1: none); W0 (K, D, H), b0 (K, 1, H),
 // W1 (K, H, C), b1 (K, 1, C), y (K, B, C). Returns losses (K,), gW0, gb0, gW1, gb1.
-std::vector<torch::Tensor> mlp1_step(torch::Tensor x, torch::Tensor u, torch::Tensor p,
+std::vector<torch::Tensor> mlp1_step(torch::Tensor x, torch::Tensor u, torch::Tensor rows, torch::Tensor p,
                                      torch::Tensor s, int64_t off0, int64_t off1,
                                      torch::Tensor W0, torch::Tensor b0, torch::Tensor W1,
                                      torch::Tensor b1, torch::Tensor y) {
@@ -117,6 +118,7 @@ std::vector<torch::Tensor> mlp1_step(torch::Tensor x, torch::Tensor u, torch::Te
   auto gW0 = torch::empty({K, D, H}, opt), gb0 = torch::empty({K, 1, H}, opt);
   auto gW1 = torch::empty({K, H, C}, opt), gb1 = torch::empty({K, 1, C}, opt);
   const float *px = x.data_ptr<float>(), *pu = U ? u.data_ptr<float>() : nullptr;
+  const int64_t* prow = rows.numel() ? rows.data_ptr<int64_t>() : nullptr;
   const float *pp = U ? p.data_ptr<float>() : nullptr, *ps = U ? s.data_ptr<float>() : nullptr;
   const float *pW0 = W0.data_ptr<float>(), *pb0 = b0.data_ptr<float>();
   const float *pW1 = W1.data_ptr<float>(), *pb1 = b1.data_ptr<float>(), *py = y.data_ptr<float>();
@@ -127,7 +129,7 @@ std::vector<torch::Tensor> mlp1_step(torch::Tensor x, torch::Tensor u, torch::Te
     std::vector<float> h0(B * D), h1(B * H), out(B * C), dh(B * H), w1t(C * H), mask(B * U), tail;
     for (int64_t k = k0; k < k1; ++k) {
       const float* xk = px + k * B * D;
-      const float* uk = pu ? pu + k * B * U : nullptr;
+      const float* uk = pu ? pu + (prow ? prow[k] : k) * B * U : nullptr;
       const float* pk = pp ? pp + k * U : nullptr;
       const float* sk = ps ? ps + k * U : nullptr;
       // masks as MLPNet.masks: ge(u, p) -> 1.0/0.0, times s
@@ -230,7 +232,7 @@ def _module():
                 from torch.utils.cpp_extension import load_inline
 
                 module = load_inline(
-                    "droplab_fused_step_v2", cpp_sources=[_SOURCE],
+                    "droplab_fused_step_v3", cpp_sources=[_SOURCE],
                     extra_cflags=["-O3", "-march=native", "-ffp-contract=fast"], verbose=False,
                 )
             except Exception as exc:  # noqa: BLE001 -- any build failure: keep the torch step
@@ -261,6 +263,7 @@ def mlp1_step(
     W1: torch.Tensor,
     b1: torch.Tensor,
     y: torch.Tensor,
+    seed_index: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Loss and gradients of K one-hidden-layer ReLU nets on the mean squared error.
 
@@ -275,6 +278,8 @@ def mlp1_step(
         columns: start columns of the input mask (width D) and hidden mask (width H) in u.
         W0: ``(K, D, H)``. b0: ``(K, 1, H)``. W1: ``(K, H, C)``. b1: ``(K, 1, C)``.
         y: ``(K, B, C)``.
+        seed_index: ``(K,)`` int64: member k's uniforms are ``u[seed_index[k]]`` (u then holds
+            one row per seed, ``(S, B, U)``, and is not copied per member); default None: ``u[k]``.
 
     Returns:
         losses ``(K,)`` and ``{"W0", "b0", "W1", "b1"}`` gradients shaped as the weights.
@@ -286,9 +291,12 @@ def mlp1_step(
     if u is None:
         u, c0, c1 = torch.empty(0), None, None
     f = torch.float32
-    args = [t.contiguous() if t.dtype == f else t.to(f).contiguous() for t in (x, u, p_cols, s_cols)]
+    x, u, p_cols, s_cols = (t.contiguous() if t.dtype == f else t.to(f).contiguous() for t in (x, u, p_cols, s_cols))
+    rows = torch.empty(0, dtype=torch.int64) if seed_index is None else seed_index.to(torch.int64).contiguous()
+    if rows.numel() and u.numel() and not (rows.numel() == x.shape[0] and 0 <= int(rows.min()) and int(rows.max()) < u.shape[0]):
+        raise ValueError(f"seed_index must hold {x.shape[0]} rows of u in [0, {u.shape[0]}), got {tuple(rows.shape)}")
     losses, gW0, gb0, gW1, gb1 = m.mlp1_step(
-        *args, -1 if c0 is None else int(c0), -1 if c1 is None else int(c1),
+        x, u, rows, p_cols, s_cols, -1 if c0 is None else int(c0), -1 if c1 is None else int(c1),
         W0.contiguous(), b0.contiguous(), W1.contiguous(), b1.contiguous(), y.to(f).contiguous(),
     )
     return losses, {"W0": gW0, "b0": gb0, "W1": gW1, "b1": gb1}

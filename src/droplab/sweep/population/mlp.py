@@ -287,13 +287,19 @@ class MLPNet(_Net):
 
         return available()
 
-    def train_step(self, P, buffers, x, y, u, task):
+    # Population may hand train_step the uniforms once per seed, (S, B, width), with
+    # seed_index (K,): the fused step reads each member's row in place (no (K, B, width) copy).
+    takes_seed_uniforms = True
+
+    def train_step(self, P, buffers, x, y, u, task, seed_index=None):
         if self._fusable(x, task):
             from droplab.sweep.fused_step import mlp1_step
 
             cols = tuple(self.columns[i][0] if i in self.active else None for i in (0, 1))
             return mlp1_step(x.flatten(2), u if self.active else None, self.p_cols, self.s_cols,
-                             cols, P["W0"], P["b0"], P["W1"], P["b1"], y)
+                             cols, P["W0"], P["b0"], P["W1"], P["b1"], y, seed_index)
+        if u is not None and seed_index is not None:
+            u = u.index_select(0, seed_index)
         masks = self.masks(u)
         if not self.manual:
             req = {n: P[n].detach().requires_grad_() for n in self.names}
