@@ -517,6 +517,8 @@ def _add_reproduce_uci(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--out", default="uci.html", metavar="FILE",
                    help="HTML page to write (default uci.html; the JSON goes beside it)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--jobs", type=int, metavar="N", help="worker processes, one (data set, method) "
+                   "each (default: one per CPU core, at most one per run)")
     p.set_defaults(func=_run_reproduce_uci)
 
 
@@ -531,7 +533,7 @@ def _run_reproduce_uci(args: argparse.Namespace) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     progress = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     results = run_benchmark(parse_datasets(args.datasets), methods, data_dir=args.data_dir,
-                            protocol=protocol, progress=progress)
+                            protocol=protocol, progress=progress, jobs=args.jobs)
     html_path, json_path = write_results(results, args.out)
     if args.json:
         for r in results:

@@ -241,3 +241,31 @@ def test_result_round_trips_through_json():
     assert r.agreement() == (True, True)
     with pytest.raises(Exception, match="not a UCI result"):
         U.UCIResult.from_dict({"dataset": "yacht"})
+
+
+@needs_shared
+@pytest.mark.slow
+def test_jobs_run_in_worker_processes_with_the_same_numbers():
+    """Two spawned workers (one thread each) give the numbers of the same runs here, in order."""
+    lines = []
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        here = U.run_benchmark(["yacht", "energy"], data_dir=SHARED, protocol=TINY, jobs=1)
+    finally:
+        torch.set_num_threads(threads)
+    there = U.run_benchmark(["yacht", "energy"], data_dir=SHARED, protocol=TINY, jobs=2, progress=lines.append)
+    assert [r.dataset for r in there] == ["yacht", "energy"]
+    for a, b in zip(here, there):
+        assert a.per_split == b.per_split and a.grid == b.grid
+    assert any(line.startswith("yacht mc_dropout grid: epoch") for line in lines) and any(line.startswith("energy mc_dropout: RMSE") for line in lines)
+
+
+def test_jobs_must_be_positive():
+    with pytest.raises(ConfigError, match="jobs must be a positive integer, got 0"):
+        U.run_benchmark([], jobs=0)
+
+
+def test_default_jobs_is_one_per_core_at_most_one_per_run():
+    assert U.default_jobs(1) == 1
+    assert 1 <= U.default_jobs(100) <= 100

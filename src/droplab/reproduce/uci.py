@@ -71,6 +71,7 @@ __all__ = [
     "uci_table",
     "results_json",
     "run_benchmark",
+    "default_jobs",
     "parse_datasets",
     "write_results",
 ]
@@ -539,14 +540,33 @@ def results_json(results: Sequence[UCIResult]) -> str:
 
 def parse_datasets(text: str | None) -> list[str]:
     """``"yacht,bostonHousing"`` -> names (default: all nine); unknown names -> DataError."""
-    from droplab.data.uci import UCI_DATASETS, _check_name
+    from droplab.data.uci import UCI_DATASETS, check_uci_name
 
     if text is None:
         return list(UCI_DATASETS)
     names = [t.strip() for t in text.split(",") if t.strip()]
     if not names:
         raise DataError(f"--datasets expects names separated by commas, got {text!r}")
-    return [_check_name(n) for n in names]
+    return [check_uci_name(n) for n in names]
+
+
+def _work(data: Any, method: str, protocol: UCIProtocol | None, threads: int, lines: Any) -> UCIResult:
+    """One (data set, method) in a worker process (see :func:`run_benchmark`)."""
+    torch.set_num_threads(threads)
+    progress = None if lines is None else lines.put
+    return run_uci(data, method, protocol=protocol, progress=progress)
+
+
+def default_jobs(n_tasks: int) -> int:
+    """Worker processes for ``n_tasks`` (data set, method) runs: one per CPU core, at most one
+    per run (``os.sched_getaffinity`` where available)."""
+    import os
+
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(n_tasks, cores))
 
 
 def run_benchmark(
@@ -557,6 +577,7 @@ def run_benchmark(
     cache_dir: Any = None,
     protocol: UCIProtocol | None = None,
     progress: Callable[[str], None] | None = None,
+    jobs: int | None = None,
 ) -> list[UCIResult]:
     """Every method on every data set; the data are read (or fetched) before anything trains.
 
@@ -566,6 +587,10 @@ def run_benchmark(
         data_dir, cache_dir: see :func:`droplab.data.uci.find_uci`.
         protocol: sizes (default the published ones).
         progress: called with a short line now and then.
+        jobs: worker processes (default :func:`default_jobs`: one per core, at most one per
+            (data set, method)). With ``jobs > 1`` each run goes to a spawned process with
+            ``cores // jobs`` torch threads, the largest data sets first; the results come back
+            in the order of ``datasets`` x ``methods``. ``jobs=1`` runs here, in order.
 
     Returns:
         one :class:`UCIResult` per (data set, method), in that order.
@@ -575,14 +600,51 @@ def run_benchmark(
     for m in methods:
         check_choice("method", m, METHODS)
     loaded = [find_uci(name, data_dir, cache_dir=cache_dir) for name in datasets]
-    results = []
-    for data in loaded:
-        for method in methods:
+    tasks = [(data, method) for data in loaded for method in methods]
+    jobs = default_jobs(len(tasks)) if jobs is None else check_positive_int("jobs", jobs)
+    t0 = time.perf_counter()
+
+    def done(r: UCIResult) -> None:
+        if progress is not None:
+            progress(f"{r.dataset} {r.method}: RMSE {r.rmse:.4g}, LL {r.ll:.4g}, {r.seconds:.0f} s "
+                     f"(elapsed {time.perf_counter() - t0:.0f} s)")
+
+    if jobs == 1 or len(tasks) == 1:
+        results = []
+        for data, method in tasks:
             results.append(run_uci(data, method, protocol=protocol, progress=progress))
-            if progress is not None:
-                r = results[-1]
-                progress(f"{data.name} {method}: RMSE {r.rmse:.4g}, LL {r.ll:.4g}, {r.seconds:.0f} s")
-    return results
+            done(results[-1])
+        return results
+    return _run_parallel(tasks, protocol, progress, done, min(jobs, len(tasks)))
+
+
+def _run_parallel(tasks: list[tuple[Any, str]], protocol: UCIProtocol | None,
+                  progress: Callable[[str], None] | None, done: Callable[[UCIResult], None],
+                  jobs: int) -> list[UCIResult]:
+    import multiprocessing
+    import queue
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    threads = max(1, default_jobs(1 << 30) // jobs)
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process whose OpenMP pool is running
+    # largest first: the longest run starts at once and the short ones fill in beside it
+    order = sorted(range(len(tasks)), key=lambda i: -len(tasks[i][0].x))
+    results: list[UCIResult | None] = [None] * len(tasks)
+    with ctx.Manager() as manager, ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
+        lines = manager.Queue() if progress is not None else None
+        futures = {pool.submit(_work, tasks[i][0], tasks[i][1], protocol, threads, lines): i for i in order}
+        pending = set(futures)
+        while pending:
+            finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            while lines is not None:
+                try:
+                    progress(lines.get_nowait())
+                except queue.Empty:
+                    break
+            for f in finished:
+                results[futures[f]] = f.result()
+                done(results[futures[f]])
+    return [r for r in results if r is not None]
 
 
 def write_results(results: Sequence[UCIResult], html_path: Any) -> tuple[Any, Any]:
@@ -601,7 +663,7 @@ def write_results(results: Sequence[UCIResult], html_path: Any) -> tuple[Any, An
         json_path = path.with_name(path.name + ".json")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(render_uci_page(results), encoding="utf-8")
+        path.write_text(render_uci_page(results, paired_differences(results)), encoding="utf-8")
         json_path.write_text(results_json(results) + "\n", encoding="utf-8")
     except OSError as exc:
         raise StoreError(f"cannot write the report to {path}: {exc.strerror}") from None

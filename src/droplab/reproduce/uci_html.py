@@ -6,7 +6,7 @@ and tau selected on each split, and the time per data set.
 
 Example::
 
-    page = render_uci_page(results)   # results from droplab.reproduce.uci.run_benchmark(...)
+    page = render_uci_page(results, paired_differences(results))  # droplab.reproduce.uci's
 """
 
 from __future__ import annotations
@@ -34,10 +34,14 @@ def _verdict(flag: bool | None) -> str:
     return '<span class="badge agrees">agrees</span>' if flag else '<span class="badge disagrees">differs</span>'
 
 
-def render_uci_page(results: Sequence[Any], *, title: str = "UCI regression benchmark") -> str:
-    """The HTML page of a list of :class:`droplab.reproduce.uci.UCIResult`."""
-    from droplab.reproduce.uci import paired_differences
+def render_uci_page(results: Sequence[Any], paired: Sequence[dict[str, Any]] = (), *,
+                    title: str = "UCI regression benchmark") -> str:
+    """The HTML page of a list of :class:`droplab.reproduce.uci.UCIResult`.
 
+    Args:
+        results: the results. paired: their paired per-split differences (the rows of
+            :func:`droplab.reproduce.uci.paired_differences`; default none). title: the page's.
+    """
     rows = []
     for r in results:
         pub = r.published
@@ -56,7 +60,7 @@ def render_uci_page(results: Sequence[Any], *, title: str = "UCI regression benc
             ]) + "</tr>"
         )
     diffs = []
-    for d in paired_differences(results):
+    for d in paired:
         diffs.append(
             f"<tr><td>{_e(d['dataset'])}</td><td>{_e(d['method'])} − {_e(d['baseline'])}</td>"
             f'<td class="num">{d["splits"]}</td>'
