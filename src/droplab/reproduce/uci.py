@@ -27,9 +27,15 @@ Every (split, p, tau) run of a data set is one member of ONE population
 retrained models are a second population; MC passes are batched over members and passes
 (:meth:`droplab.sweep.population.MLPNet.mc_passes`).
 
-Methods: ``"mc_dropout"`` (the protocol above) and ``"deterministic"`` (the same net without
+Methods: ``"mc_dropout"`` (the protocol above), ``"deterministic"`` (the same net without
 dropout, L2 from the same tau grid with p = 0, a Gaussian of precision tau around its
-prediction: T = 1). Concrete dropout and deep ensembles are not implemented here.
+prediction: T = 1) and ``"deep_ensembles"`` (Lakshminarayanan, Pritzel & Blundell 2017,
+arXiv:1612.01474: per split M = 5 nets ``Linear(d, H) -> ReLU -> Linear(H, 2)`` with a
+mean/variance head on the Gaussian NLL, trained on the whole training part, 40 epochs, batch
+100, Adam; all splits x members one population; the test prediction is the uniform mixture of
+the members' Gaussians, see :func:`gaussian_mixture_metrics`; no adversarial training; compared
+with the paper's Table 1 means, which carry no standard error, so without a 2-SE verdict).
+Concrete dropout is not implemented here.
 
 Deviation from the original code, by default: the validation log-likelihood that selects
 (p, tau) uses ``val_passes = 1,000`` MC passes (the original used 10,000 there too; the test
@@ -66,6 +72,8 @@ __all__ = [
     "METHODS",
     "run_uci",
     "gaussian_mc_loglik",
+    "gaussian_mixture_metrics",
+    "PUBLISHED_ENSEMBLES",
     "agrees",
     "paired_differences",
     "uci_table",
@@ -77,7 +85,7 @@ __all__ = [
 ]
 
 #: The methods :func:`run_uci` implements.
-METHODS = ("mc_dropout", "deterministic")
+METHODS = ("mc_dropout", "deterministic", "deep_ensembles")
 
 #: Published figures (mean, standard error over splits), from the readme of
 #: yaringal/DropoutUncertaintyExps: the 2018 grid-search protocol ("grid", the one reproduced).
@@ -94,6 +102,17 @@ PUBLISHED: dict[str, dict[str, float]] = {
 }
 _PUBLISHED_SOURCE = "Gal & Ghahramani (2016), grid-search rerun (DropoutUncertaintyExps readme)"
 
+#: Deep ensembles (M = 5), Lakshminarayanan et al. (2017, arXiv:1612.01474), Table 1: means only
+#: (RMSE, and LL = -NLL); the paper's spreads are not standard errors, so no 2-SE verdict.
+PUBLISHED_ENSEMBLES: dict[str, dict[str, float]] = {
+    "bostonHousing": {"rmse": 3.28, "ll": -2.41}, "concrete": {"rmse": 6.03, "ll": -3.06},
+    "energy": {"rmse": 2.09, "ll": -1.38}, "kin8nm": {"rmse": 0.09, "ll": 1.20},
+    "naval-propulsion-plant": {"rmse": 0.00, "ll": 5.63}, "power-plant": {"rmse": 4.11, "ll": -2.79},
+    "protein-tertiary-structure": {"rmse": 4.71, "ll": -2.83}, "wine-quality-red": {"rmse": 0.64, "ll": -0.94},
+    "yacht": {"rmse": 1.58, "ll": -1.18},
+}
+_ENSEMBLE_SOURCE = "Lakshminarayanan et al. (2017), Table 1 (means only; adversarial training on)"
+
 
 @dataclass(frozen=True)
 class UCIProtocol:
@@ -109,6 +128,11 @@ class UCIProtocol:
         batch_size: default 128. lengthscale: the prior lengthscale l (default 1e-2).
         seed: base seed (initialization, data order, masks; default 0).
         budget_mb: activations per MC chunk, MiB (default 64).
+        ensemble_members, ensemble_epochs, ensemble_lr, ensemble_batch_size: deep ensembles'
+            M (default 5), epochs (40), Adam learning rate (0.01) and batch (100): the net,
+            M, epochs and batch of Lakshminarayanan et al. (2017) for UCI, without their
+            adversarial training; at lr 0.1 some members diverged here (bostonHousing, 5
+            splits: RMSE 9.5 against 2.9 at 0.01).
     """
 
     epoch_multiplier: float = 100
@@ -119,13 +143,19 @@ class UCIProtocol:
     lengthscale: float = 1e-2
     seed: int = 0
     budget_mb: int = 64
+    ensemble_members: int = 5
+    ensemble_epochs: float = 40
+    ensemble_lr: float = 0.01
+    ensemble_batch_size: int = 100
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.epoch_multiplier, (int, float)) and self.epoch_multiplier > 0):
-            raise ConfigError(f"epoch_multiplier must be a positive number, got {self.epoch_multiplier!r}")
+        for name in ("epoch_multiplier", "ensemble_epochs", "ensemble_lr"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and value > 0):
+                raise ConfigError(f"{name} must be a positive number, got {value!r}")
         if self.splits is not None:
             check_positive_int("splits", self.splits)
-        for name in ("val_passes", "test_passes", "batch_size", "budget_mb"):
+        for name in ("val_passes", "test_passes", "batch_size", "budget_mb", "ensemble_members", "ensemble_batch_size"):
             check_positive_int(name, getattr(self, name))
 
     @classmethod
@@ -181,14 +211,17 @@ class UCIResult:
 
     @property
     def published(self) -> dict[str, Any] | None:
+        if self.method == "deep_ensembles" and self.dataset in PUBLISHED_ENSEMBLES:
+            return {**PUBLISHED_ENSEMBLES[self.dataset], "rmse_se": None, "ll_se": None, "source": _ENSEMBLE_SOURCE}
         if self.method != "mc_dropout" or self.dataset not in PUBLISHED:
             return None
         return {**PUBLISHED[self.dataset], "source": _PUBLISHED_SOURCE}
 
     def agreement(self) -> tuple[bool | None, bool | None]:
-        """Whether RMSE and LL agree with the published figures within 2 SE (None: no figure)."""
+        """Whether RMSE and LL agree with the published figures within 2 SE (None: no figure,
+        or a figure without its standard error)."""
         pub = self.published
-        if pub is None:
+        if pub is None or pub["rmse_se"] is None:
             return None, None
         return (
             agrees(self.rmse, self.rmse_se, pub["rmse"], pub["rmse_se"]),
@@ -263,6 +296,31 @@ def gaussian_mc_loglik(y: torch.Tensor, samples: torch.Tensor, tau: float | torc
     t = samples.shape[0]
     terms = -0.5 * tau * (y.unsqueeze(0) - samples) ** 2
     return torch.logsumexp(terms, 0) - math.log(t) - 0.5 * math.log(2 * math.pi) + 0.5 * torch.log(tau)
+
+
+def gaussian_mixture_metrics(y: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """RMSE of the mixture mean and mean log-likelihood of the uniform mixture of M Gaussians.
+
+    The prediction of a deep ensemble (Lakshminarayanan et al. 2017, arXiv:1612.01474): the
+    members' Gaussians ``N(mean_m, var_m)`` averaged with equal weights; the RMSE is that of
+    the mixture's mean ``mean_m.mean()``.
+
+    Args:
+        y: targets ``(S, N)``. mean, var: the members' means and variances ``(S, M, N)``.
+
+    Returns:
+        ``(rmse, ll)``, each ``(S,)`` float64: per row S, averaged over the N points.
+
+    Example:
+        >>> rmse, ll = gaussian_mixture_metrics(torch.zeros(1, 1), torch.zeros(1, 1, 1), torch.ones(1, 1, 1))
+        >>> round(float(ll[0]), 6)  # -log(2 pi)/2
+        -0.918939
+    """
+    y, mean, var = y.double().unsqueeze(1), mean.double(), var.double()
+    log_p = -0.5 * (torch.log(2 * math.pi * var) + (y - mean) ** 2 / var)
+    ll = (torch.logsumexp(log_p, 1) - math.log(mean.shape[1])).mean(1)
+    rmse = ((y[:, 0] - mean.mean(1)) ** 2).mean(1).sqrt()
+    return rmse, ll
 
 
 # --- the protocol ------------------------------------------------------------------------------
@@ -428,6 +486,8 @@ def run_uci(
     check_choice("method", method, METHODS)
     protocol = UCIProtocol() if protocol is None else protocol
     splits = list(range(data.n_splits if protocol.splits is None else min(protocol.splits, data.n_splits)))
+    if method == "deep_ensembles":
+        return _run_ensembles(data, splits, protocol, progress)
     dropout = method == "mc_dropout"
     rates = data.dropout_rates if dropout else (0.0,)
     epochs = protocol.epochs(data.n_epochs)
@@ -476,6 +536,51 @@ def run_uci(
     return UCIResult(data.name, method, per_split, time.perf_counter() - t_start, protocol, timings, grid_rows)
 
 
+def _run_ensembles(data: Any, splits: list[int], protocol: UCIProtocol,
+                   progress: Callable[[str], None] | None) -> UCIResult:
+    """Deep ensembles: per split, M nets with a mean/variance head on the Gaussian NLL; all
+    splits x members are ONE population (task ``"gaussian"``); the prediction is the uniform
+    mixture of the members' Gaussians (Lakshminarayanan et al. 2017, arXiv:1612.01474, sec. 2.4)."""
+    from droplab.models import ModelSpec
+    from droplab.sweep.population import GAUSSIAN_MIN_VAR, Member, MLPNet, Population
+    from droplab.train import TrainConfig
+
+    m_members = protocol.ensemble_members
+    t_start = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        full = _part(data, splits, validation=False)
+        epochs = max(1, int(round(protocol.ensemble_epochs)))
+        base = TrainConfig(optimizer="adam", lr=protocol.ensemble_lr, epochs=epochs,
+                           batch_size=protocol.ensemble_batch_size, eval_train=False, seed=None, device="cpu")
+        seed0 = protocol.seed * 1_000_003 + 900_000
+        members = [Member(key=f"split={g} member={j}", params={"group": g, "member": j},
+                          seed=seed0 + g * m_members + j, train=base, rates=())
+                   for g in range(len(splits)) for j in range(m_members)]
+        spec = ModelSpec(kind="mlp", hidden=(data.n_hidden,))
+        net = MLPNet(spec, (full.x.shape[2],), 2, members)
+        pop = Population(net, members, (full.x, full.y, full.x[:, :0], full.y[:, :0]), "gaussian",
+                         groups=[m.params["group"] for m in members], history=False)
+        _glorot_(pop, [m.seed for m in members])
+        t0 = time.perf_counter()
+        while not pop.done:
+            pop.run_epoch()
+        train_s = time.perf_counter() - t0
+        if progress is not None:
+            progress(f"{data.name} deep_ensembles: {len(members)} members, {epochs} epochs, {train_s:.0f} s")
+        t0 = time.perf_counter()
+        groups = torch.tensor([m.params["group"] for m in members])
+        out = net.predict(pop.params, {}, full.x_eval.index_select(0, groups)).double()  # (K, N, 2)
+    n_eval = out.shape[1]
+    std_y = full.std_y.index_select(0, groups).view(-1, 1)
+    mean = (out[..., 0] * std_y + full.mean_y.index_select(0, groups).view(-1, 1)).view(len(splits), m_members, n_eval)
+    var = ((torch.nn.functional.softplus(out[..., 1]) + GAUSSIAN_MIN_VAR) * std_y**2).view(len(splits), m_members, n_eval)
+    rmse, ll = gaussian_mixture_metrics(full.y_eval, mean, var)
+    timings = {"train": train_s, "test": time.perf_counter() - t0}
+    per_split = [{"split": s, "rmse": float(rmse[g]), "ll": float(ll[g]), "rmse_deterministic": float(rmse[g]),
+                  "rate": 0.0, "tau": None, "members": m_members} for g, s in enumerate(splits)]
+    return UCIResult(data.name, "deep_ensembles", per_split, time.perf_counter() - t_start, protocol, timings, [])
+
+
 # --- comparisons and output ----------------------------------------------------------------------
 def paired_differences(results: Sequence[UCIResult]) -> list[dict[str, Any]]:
     """Per data set, ``method - mc_dropout`` per split, mean +- SE, for RMSE and LL."""
@@ -499,10 +604,10 @@ def paired_differences(results: Sequence[UCIResult]) -> list[dict[str, Any]]:
     return out
 
 
-def _fmt(mean: float, se: float, digits: int = 2) -> str:
+def _fmt(mean: float, se: float | None, digits: int = 2) -> str:
     if not math.isfinite(mean):
         return "nan"
-    return f"{mean:.{digits}f} ± {se:.{digits}f}" if math.isfinite(se) else f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {se:.{digits}f}" if se is not None and math.isfinite(se) else f"{mean:.{digits}f}"
 
 
 def _digits(value: float) -> int:

@@ -28,6 +28,11 @@ def _pm(mean: float, se: float | None, digits: int = 3) -> str:
     return f"{mean:.{digits}f} ± {se:.{digits}f}"
 
 
+def _num(value: Any, spec: str) -> str:
+    """A number formatted with ``spec``, or a dash where a method has none (deep ensembles: no tau)."""
+    return "–" if value is None else format(value, spec)
+
+
 def _verdict(flag: bool | None) -> str:
     if flag is None:
         return ""
@@ -70,8 +75,8 @@ def render_uci_page(results: Sequence[Any], paired: Sequence[dict[str, Any]] = (
     sections = []
     for r in results:
         cells = "".join(
-            f'<tr><td class="num">{row["split"]}</td><td class="num">{row["rate"]:g}</td>'
-            f'<td class="num">{row["tau"]:g}</td><td class="num">{row["val_ll"]:.3f}</td>'
+            f'<tr><td class="num">{row["split"]}</td><td class="num">{_num(row.get("rate"), "g")}</td>'
+            f'<td class="num">{_num(row.get("tau"), "g")}</td><td class="num">{_num(row.get("val_ll"), ".3f")}</td>'
             f'<td class="num">{row["rmse"]:.4f}</td><td class="num">{row["rmse_deterministic"]:.4f}</td>'
             f'<td class="num">{row["ll"]:.3f}</td></tr>'
             for row in r.per_split
