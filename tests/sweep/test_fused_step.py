@@ -135,16 +135,23 @@ def test_backend_names_the_path():
             fused_step._state.update(saved)
 
 
-def test_uniforms_by_seed_row_equal_the_expanded_uniforms_bitwise():
+def test_uniforms_by_seed_row_equal_the_expanded_uniforms_bitwise(monkeypatch):
     net, params = _net()
     x, y, _ = _inputs(net, 24)
     g = torch.Generator().manual_seed(9)
     u_seed = torch.rand(6, 37, net.uniform_width, generator=g)
     rows = torch.arange(24) // 4
-    loss_a, grads_a = net.train_step(params, {}, x, y, u_seed, "regression", seed_index=rows)
+    net.uniform_rows = rows
+    loss_a, grads_a = net.train_step(params, {}, x, y, u_seed, "regression")
+    with monkeypatch.context() as m:  # the torch path expands the rows itself
+        m.setattr(mlp_module.MLPNet, "_fusable", lambda self, x, task: False)
+        loss_t, grads_t = net.train_step(params, {}, x, y, u_seed, "regression")
+    net.uniform_rows = None
     loss_b, grads_b = net.train_step(params, {}, x, y, u_seed.index_select(0, rows), "regression")
     assert torch.equal(loss_a, loss_b)
     for name in grads_a:
         assert torch.equal(grads_a[name], grads_b[name])
+        torch.testing.assert_close(grads_t[name], grads_b[name], rtol=1e-4, atol=1e-6)
+    net.uniform_rows = rows + 1
     with pytest.raises(ValueError, match="seed_index must hold 24 rows"):
-        net.train_step(params, {}, x, y, u_seed, "regression", seed_index=rows + 1)
+        net.train_step(params, {}, x, y, u_seed, "regression")

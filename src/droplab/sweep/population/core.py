@@ -456,8 +456,13 @@ class Population:
                 xb, yb = self.x[gi, idx], self.y[gi, idx]
             by_seed = getattr(net, "takes_seed_uniforms", False) and not self._identity
             u = self._uniforms(bsz, expand=not by_seed)
-            extra = {"seed_index": self.seed_index} if by_seed else {}
-            losses, grads = net.train_step(P, self.buffers, xb, yb, u, self.task, **extra)
+            if by_seed:  # u holds one row per seed; the net reads member k's at seed_index[k]
+                net.uniform_rows = self.seed_index
+            try:
+                losses, grads = net.train_step(P, self.buffers, xb, yb, u, self.task)
+            finally:
+                if by_seed:
+                    net.uniform_rows = None
             if b < sample_steps:
                 self._sample_memory()
             self._apply_regularizers(grads)

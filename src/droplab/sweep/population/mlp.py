@@ -287,11 +287,14 @@ class MLPNet(_Net):
 
         return available()
 
-    # Population may hand train_step the uniforms once per seed, (S, B, width), with
-    # seed_index (K,): the fused step reads each member's row in place (no (K, B, width) copy).
+    # Population may hand train_step the uniforms once per seed, (S, B, width), after setting
+    # uniform_rows (K,) (member k's row; reset to None after the step): the fused step reads
+    # each member's row in place, with no (K, B, width) copy.
     takes_seed_uniforms = True
+    uniform_rows: torch.Tensor | None = None
 
-    def train_step(self, P, buffers, x, y, u, task, seed_index=None):
+    def train_step(self, P, buffers, x, y, u, task):
+        seed_index = self.uniform_rows
         if self._fusable(x, task):
             from droplab.sweep.fused_step import mlp1_step
 
