@@ -202,10 +202,13 @@ std::vector<torch::Tensor> mlp1_step(torch::Tensor x, torch::Tensor u, torch::Te
         for (long j = 0; j < H; ++j) db[j] = hb[j] > 0.f ? db[j] : 0.f;  // threshold_backward(dh, h1, 0)
       }
       product(h0.data(), 1, D, dh.data(), nullptr, pgW0 + k * D * H, D, B, H, tail);
-      for (long j = 0; j < H; ++j) {
-        float acc = 0.f;
-        for (long b = 0; b < B; ++b) acc += dh[b * H + j];
-        pgb0[k * H + j] = acc;
+      // gb0[j] = sum_b dh[b, j], b ascending, rows added as vectors (a column-wise loop is a
+      // serial chain of B dependent adds per unit: it cost as much as the products)
+      float* gb0k = pgb0 + k * H;
+      for (long j = 0; j < H; ++j) gb0k[j] = 0.f;
+      for (long b = 0; b < B; ++b) {
+        const float* db = dh.data() + b * H;
+        for (long j = 0; j < H; ++j) gb0k[j] += db[j];
       }
     }
   });
@@ -232,7 +235,7 @@ def _module():
                 from torch.utils.cpp_extension import load_inline
 
                 module = load_inline(
-                    "droplab_fused_step_v3", cpp_sources=[_SOURCE],
+                    "droplab_fused_step_v4", cpp_sources=[_SOURCE],
                     extra_cflags=["-O3", "-march=native", "-ffp-contract=fast"], verbose=False,
                 )
             except Exception as exc:  # noqa: BLE001 -- any build failure: keep the torch step
