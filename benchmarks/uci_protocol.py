@@ -2,7 +2,10 @@
 
 droplab (:func:`droplab.reproduce.uci.run_uci`): all 20 splits x 4 rates x 3 tau = 240 grid runs
 as ONE population, MC-dropout validation of all 240 at once, the 20 retrained models as a second
-population, T = 10,000 MC passes on the test parts, batched over members and passes.
+population, T = 10,000 MC passes on the test parts, batched over members and passes. Each
+training step of a population is one call of the fused C++ step
+(:mod:`droplab.sweep.fused_step`; the header line says whether it runs, or the batched-torch
+fallback; ``DROPLAB_FUSED_STEP=0`` forces the fallback).
 
 Plain PyTorch: what a user writes for one (split, rate, tau) run, one after another --
 ``nn.Sequential(Dropout, Linear, ReLU, Dropout, Linear)``, Glorot init, ``torch.optim.Adam``,
@@ -45,6 +48,7 @@ from torch import nn
 
 from droplab.data.uci import load_uci
 from droplab.reproduce import uci as U
+from droplab.sweep import fused_step
 
 
 def plain_run(part: U._Part, group: int, p: float, tau: float, hidden: int, epochs: int, passes: int,
@@ -90,6 +94,13 @@ def plain_test_eval(part: U._Part, hidden: int, passes: int) -> float:
     return time.perf_counter() - t0
 
 
+def _load() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:  # not Linux
+        return "unknown"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "uci"))
@@ -109,7 +120,7 @@ def main() -> int:
              for _ in range(args.plain_runs)]
     print(f"bostonHousing, {len(splits)} splits, grid {len(data.dropout_rates)} rates x {len(data.tau_values)} tau, "
           f"{epochs} epochs, {protocol.val_passes} validation / {protocol.test_passes} test MC passes, "
-          f"{torch.get_num_threads()} thread(s)")
+          f"{torch.get_num_threads()} thread(s); training step: {fused_step.backend()}; load {_load()}")
     plain = []
     half = (len(picks) + 1) // 2
     for g, p, tau in picks[:half]:
@@ -145,6 +156,7 @@ def main() -> int:
           f"{'agree' if ok else 'DISAGREE'}")
     print(f"droplab test RMSE {result.rmse:.3f} ± {result.rmse_se:.3f}, LL {result.ll:.3f} ± {result.ll_se:.3f} "
           f"(published 2.90 ± 0.18, -2.40 ± 0.04)")
+    print(f"load average at the end: {_load()}")
     print(f"ratio vs plain PyTorch: {plain_total / droplab_s:.2f}")
     return 0 if ok else 1
 

@@ -422,7 +422,7 @@ def _add_reproduce_uci(sub: argparse._SubParsersAction) -> None:
                    "(default: droplab's cache, downloaded when missing)")
     p.add_argument("--datasets", metavar="LIST", help="names separated by commas (default: all nine)")
     p.add_argument("--methods", metavar="LIST", default="mc_dropout",
-                   help="mc_dropout (default), deterministic, or both separated by a comma")
+                   help="mc_dropout (default), deterministic, deep_ensembles, separated by commas")
     p.add_argument("--quick", action="store_true", help="a first look: 5%% of the epochs (200; protein "
                    "100), 5 splits, 200 validation and 1,000 test MC passes (not the published protocol)")
     p.add_argument("--epoch-multiplier", type=float, help="epochs = n_epochs x this (default 100)")
@@ -431,6 +431,8 @@ def _add_reproduce_uci(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--out", default="uci.html", metavar="FILE",
                    help="HTML page to write (default uci.html; the JSON goes beside it)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--jobs", type=int, metavar="N", help="worker processes, one (data set, method) "
+                   "each (default: one per CPU core, at most one per run)")
     p.set_defaults(func=_run_reproduce_uci)
 
 
@@ -445,7 +447,7 @@ def _run_reproduce_uci(args: argparse.Namespace) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     progress = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     results = run_benchmark(parse_datasets(args.datasets), methods, data_dir=args.data_dir,
-                            protocol=protocol, progress=progress)
+                            protocol=protocol, progress=progress, jobs=args.jobs)
     html_path, json_path = write_results(results, args.out)
     if args.json:
         for r in results:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -241,3 +242,60 @@ def test_result_round_trips_through_json():
     assert r.agreement() == (True, True)
     with pytest.raises(Exception, match="not a UCI result"):
         U.UCIResult.from_dict({"dataset": "yacht"})
+
+
+@needs_shared
+@pytest.mark.slow
+def test_jobs_run_in_worker_processes_with_the_same_numbers():
+    """Two spawned workers (one thread each) give the numbers of the same runs here, in order."""
+    lines = []
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        here = U.run_benchmark(["yacht", "energy"], data_dir=SHARED, protocol=TINY, jobs=1)
+    finally:
+        torch.set_num_threads(threads)
+    there = U.run_benchmark(["yacht", "energy"], data_dir=SHARED, protocol=TINY, jobs=2, progress=lines.append)
+    assert [r.dataset for r in there] == ["yacht", "energy"]
+    for a, b in zip(here, there):
+        assert a.per_split == b.per_split and a.grid == b.grid
+    assert any(line.startswith("yacht mc_dropout grid: epoch") for line in lines) and any(line.startswith("energy mc_dropout: RMSE") for line in lines)
+
+
+def test_jobs_must_be_positive():
+    with pytest.raises(ConfigError, match="jobs must be a positive integer, got 0"):
+        U.run_benchmark([], jobs=0)
+
+
+def test_default_jobs_is_one_per_core_at_most_one_per_run():
+    assert U.default_jobs(1) == 1
+    assert 1 <= U.default_jobs(100) <= 100
+
+
+def test_gaussian_mixture_metrics_by_hand():
+    y = torch.tensor([[0.5, -1.0]])
+    mean = torch.tensor([[[0.0, 0.0], [1.0, -2.0]]])  # (S=1, M=2, N=2)
+    var = torch.tensor([[[1.0, 4.0], [0.25, 1.0]]])
+    rmse, ll = U.gaussian_mixture_metrics(y, mean, var)
+    comps = torch.distributions.Normal(mean.double(), var.double().sqrt()).log_prob(y.double().unsqueeze(1))
+    expected = torch.log(comps.exp().mean(1)).mean(1)
+    assert float(ll[0]) == pytest.approx(float(expected[0]), rel=1e-12)
+    assert float(rmse[0]) == pytest.approx(math.sqrt(((0.5 - 0.5) ** 2 + (-1.0 + 1.0) ** 2) / 2), abs=1e-12)
+    one_rmse, one_ll = U.gaussian_mixture_metrics(y, mean[:, :1], var[:, :1])  # M = 1: one Gaussian
+    assert float(one_ll[0]) == pytest.approx(float(comps[0, 0].mean()), rel=1e-12)
+
+
+@needs_shared
+def test_deep_ensembles_on_yacht_one_population_and_json(tmp_path):
+    data = load_uci("yacht", SHARED)
+    proto = dataclasses.replace(TINY, ensemble_epochs=10, ensemble_members=3)
+    r = U.run_uci(data, "deep_ensembles", protocol=proto)
+    assert len(r.per_split) == 2 and all(row["members"] == 3 and row["tau"] is None for row in r.per_split)
+    assert all(math.isfinite(row["rmse"]) and math.isfinite(row["ll"]) for row in r.per_split)
+    assert r.published["rmse"] == 1.58 and r.agreement() == (None, None)
+    d = r.to_dict()
+    assert d["agrees_rmse"] is None and d["published"]["rmse_se"] is None
+    assert U.run_uci(data, "deep_ensembles", protocol=proto).per_split == r.per_split  # bit for bit
+    html, _ = U.write_results([r], tmp_path / "e.html")
+    assert "deep_ensembles" in html.read_text()
+    U.uci_table([r])  # renders without a standard error

@@ -39,7 +39,8 @@ from droplab.data._download import fetch_verified
 from droplab.data._uci_sums import UCI_SHA256
 from droplab.errors import DataError
 
-__all__ = ["UCI_DATASETS", "UCI_BASE_URL", "UCIData", "load_uci", "find_uci", "download_uci", "uci_folder"]
+__all__ = ["UCI_DATASETS", "UCI_BASE_URL", "UCIData", "load_uci", "find_uci", "download_uci", "uci_folder",
+           "check_uci_name"]
 
 #: The nine data sets, by their folder names in the original repository.
 UCI_DATASETS: tuple[str, ...] = tuple(UCI_SHA256)
@@ -81,7 +82,13 @@ class UCIData:
         return len(self.train_index)
 
 
-def _check_name(name: str) -> str:
+def check_uci_name(name: str) -> str:
+    """``name`` if it is one of :data:`UCI_DATASETS`, else DataError (with a "did you mean").
+
+    Example:
+        >>> check_uci_name("yacht")
+        'yacht'
+    """
     if not isinstance(name, str) or name not in UCI_DATASETS:
         raise DataError(
             f"unknown UCI data set {name!r}{did_you_mean(str(name), UCI_DATASETS)}; "
@@ -162,7 +169,7 @@ def load_uci(name: str, root: str | os.PathLike[str]) -> UCIData:
             range, with repeats or overlapping train and test rows, a split count that does not
             match the index files.
     """
-    _check_name(name)
+    check_uci_name(name)
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"UCI data folder {root} does not exist")
@@ -227,7 +234,7 @@ def download_uci(
     Raises:
         DataError: unknown name, a request that fails, a digest that does not match.
     """
-    sums = UCI_SHA256[_check_name(name)]
+    sums = UCI_SHA256[check_uci_name(name)]
     folder = Path(cache_dir) / "uci" / name
     folder.mkdir(parents=True, exist_ok=True)
     for file, digest in sums.items():
@@ -263,7 +270,7 @@ def find_uci(
     Raises:
         DataError: see :func:`load_uci` and :func:`download_uci`.
     """
-    _check_name(name)
+    check_uci_name(name)
     if data_dir is not None:
         return load_uci(name, data_dir)
     from droplab.data.sources import default_cache_dir

@@ -6,7 +6,7 @@ and tau selected on each split, and the time per data set.
 
 Example::
 
-    page = render_uci_page(results)   # results from droplab.reproduce.uci.run_benchmark(...)
+    page = render_uci_page(results, paired_differences(results))  # droplab.reproduce.uci's
 """
 
 from __future__ import annotations
@@ -28,16 +28,25 @@ def _pm(mean: float, se: float | None, digits: int = 3) -> str:
     return f"{mean:.{digits}f} ± {se:.{digits}f}"
 
 
+def _num(value: Any, spec: str) -> str:
+    """A number formatted with ``spec``, or a dash where a method has none (deep ensembles: no tau)."""
+    return "–" if value is None else format(value, spec)
+
+
 def _verdict(flag: bool | None) -> str:
     if flag is None:
         return ""
     return '<span class="badge agrees">agrees</span>' if flag else '<span class="badge disagrees">differs</span>'
 
 
-def render_uci_page(results: Sequence[Any], *, title: str = "UCI regression benchmark") -> str:
-    """The HTML page of a list of :class:`droplab.reproduce.uci.UCIResult`."""
-    from droplab.reproduce.uci import paired_differences
+def render_uci_page(results: Sequence[Any], paired: Sequence[dict[str, Any]] = (), *,
+                    title: str = "UCI regression benchmark") -> str:
+    """The HTML page of a list of :class:`droplab.reproduce.uci.UCIResult`.
 
+    Args:
+        results: the results. paired: their paired per-split differences (the rows of
+            :func:`droplab.reproduce.uci.paired_differences`; default none). title: the page's.
+    """
     rows = []
     for r in results:
         pub = r.published
@@ -56,7 +65,7 @@ def render_uci_page(results: Sequence[Any], *, title: str = "UCI regression benc
             ]) + "</tr>"
         )
     diffs = []
-    for d in paired_differences(results):
+    for d in paired:
         diffs.append(
             f"<tr><td>{_e(d['dataset'])}</td><td>{_e(d['method'])} − {_e(d['baseline'])}</td>"
             f'<td class="num">{d["splits"]}</td>'
@@ -66,8 +75,8 @@ def render_uci_page(results: Sequence[Any], *, title: str = "UCI regression benc
     sections = []
     for r in results:
         cells = "".join(
-            f'<tr><td class="num">{row["split"]}</td><td class="num">{row["rate"]:g}</td>'
-            f'<td class="num">{row["tau"]:g}</td><td class="num">{row["val_ll"]:.3f}</td>'
+            f'<tr><td class="num">{row["split"]}</td><td class="num">{_num(row.get("rate"), "g")}</td>'
+            f'<td class="num">{_num(row.get("tau"), "g")}</td><td class="num">{_num(row.get("val_ll"), ".3f")}</td>'
             f'<td class="num">{row["rmse"]:.4f}</td><td class="num">{row["rmse_deterministic"]:.4f}</td>'
             f'<td class="num">{row["ll"]:.3f}</td></tr>'
             for row in r.per_split

@@ -434,14 +434,14 @@ class Population:
             perm = self.resample.gather(1, perm)
         return list(perm.split(self.cfg.batch_size, dim=1))
 
-    def _uniforms(self, batch: int) -> torch.Tensor | None:
+    def _uniforms(self, batch: int, expand: bool = True) -> torch.Tensor | None:
         width = self.net.uniform_width
         if width == 0 or not getattr(self.net, "draws", True):
             return None
         u = torch.empty(len(self.seeds), batch, width, device=self.device)
         for s, g in enumerate(self.mask_gens):
             u[s].uniform_(generator=g)
-        return u if self._identity else u.index_select(0, self.seed_index)
+        return u if self._identity or not expand else u.index_select(0, self.seed_index)
 
     def _train_epoch(self) -> torch.Tensor:
         cfg = self.cfg
@@ -462,8 +462,15 @@ class Population:
             else:
                 gi = self.group_index.unsqueeze(1)
                 xb, yb = self.x[gi, idx], self.y[gi, idx]
-            u = self._uniforms(bsz)
-            losses, grads = net.train_step(P, self.buffers, xb, yb, u, self.task)
+            by_seed = getattr(net, "takes_seed_uniforms", False) and not self._identity
+            u = self._uniforms(bsz, expand=not by_seed)
+            if by_seed:  # u holds one row per seed; the net reads member k's at seed_index[k]
+                net.uniform_rows = self.seed_index
+            try:
+                losses, grads = net.train_step(P, self.buffers, xb, yb, u, self.task)
+            finally:
+                if by_seed:
+                    net.uniform_rows = None
             if b < sample_steps:
                 self._sample_memory()
             self._apply_regularizers(grads)

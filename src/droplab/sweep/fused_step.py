@@ -1,0 +1,305 @@
+"""One fused training step for populations of one-hidden-layer ReLU regressors on the CPU.
+
+The UCI regression benchmark (Hernández-Lobato & Adams 2015, arXiv:1502.05336; the MC-dropout
+protocol of Gal & Ghahramani 2016, arXiv:1506.02142) trains hundreds of nets
+``Dropout(p) -> Linear(d, H) -> ReLU -> Dropout(p) -> Linear(H, C)`` at once, with d of 6-13,
+H of 50, batches of 128. Done as batched torch ops, a step is a chain of about fifteen passes
+over ``(K, B, H)`` tensors of several MiB each, and the first layer's products (inner
+dimension d) are a poor fit for the batched GEMM. :func:`mlp1_step` does the whole step of one
+member -- masks from the uniforms, forward, squared-error loss, hand-written backward -- in one
+call of a small C++ kernel, with the member's activations in its core's cache; members are split
+across threads. The products are register-blocked (4 rows x 8 columns of the output held in
+vector registers, the inner dimension summed in ascending order).
+
+It computes what :meth:`droplab.sweep.population.MLPNet.train_step` computes for such a net
+(masks ``(u >= p) * s`` exactly as ``MLPNet.masks``, ReLU, ``mean((out - y)**2)``, its gradient
+``2 (out - y) / (B C)``), the products in another summation order: results agree with the
+batched-torch path within float32 rounding, not bitwise (the tests check both).
+
+Determinism: a member's numbers are computed by the same instructions in the same order
+whatever K, its position in the population or the number of threads, so a seed gives
+bitwise-identical results on one machine.
+
+The kernel is compiled on first use with ``torch.utils.cpp_extension.load_inline`` (about a
+minute; torch caches the build per machine). :func:`backend` says which path runs: ``"cpp"``,
+or ``"torch (<why>)"`` when the build failed or ``DROPLAB_FUSED_STEP=0`` turned it off; then
+``MLPNet`` keeps its batched-torch step.
+
+Example::
+
+    from droplab.sweep.fused_step import backend, mlp1_step
+    losses, grads = mlp1_step(x, u, p_cols, s_cols, (0, 13), W0, b0, W1, b1, y)
+    print(backend())
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import torch
+
+__all__ = ["mlp1_step", "backend", "available"]
+
+_SOURCE = r"""
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+#include <cstring>
+#include <vector>
+
+typedef float v8 __attribute__((vector_size(32)));
+
+static inline v8 load8(const float* p) { v8 v; std::memcpy(&v, p, sizeof(v)); return v; }
+static inline void store8(float* p, v8 v) { std::memcpy(p, &v, sizeof(v)); }
+static inline v8 bcast(float x) { return (v8){x, x, x, x, x, x, x, x}; }
+
+// out[r, j] = bias[j] + sum_c A(r, c) * B[c, j], c ascending. A(r, c) = a[r * sar + c * sac];
+// B is (Cn, N) row-major, its last N % 8 columns also in tail_b zero-padded to 8 (Cn, 8), and
+// bias's in tail_bias (8); out is (M, N) row-major.
+template <int R>
+static inline void rows(const float* a, long sar, long sac, const float* b, const float* bias,
+                        const float* tail_b, const float* tail_bias, float* out, long Cn, long N) {
+  long j = 0;
+  for (; j + 8 <= N; j += 8) {
+    v8 acc[R];
+    v8 init = bias ? load8(bias + j) : bcast(0.f);
+    for (int i = 0; i < R; ++i) acc[i] = init;
+    for (long c = 0; c < Cn; ++c) {
+      v8 bv = load8(b + c * N + j);
+      for (int i = 0; i < R; ++i) acc[i] += bcast(a[i * sar + c * sac]) * bv;
+    }
+    for (int i = 0; i < R; ++i) store8(out + i * N + j, acc[i]);
+  }
+  if (j < N) {
+    v8 acc[R];
+    v8 init = load8(tail_bias);
+    for (int i = 0; i < R; ++i) acc[i] = init;
+    for (long c = 0; c < Cn; ++c) {
+      v8 bv = load8(tail_b + c * 8);
+      for (int i = 0; i < R; ++i) acc[i] += bcast(a[i * sar + c * sac]) * bv;
+    }
+    float tmp[8];
+    for (int i = 0; i < R; ++i) {
+      store8(tmp, acc[i]);
+      std::memcpy(out + i * N + j, tmp, (N - j) * sizeof(float));
+    }
+  }
+}
+
+static void product(const float* a, long sar, long sac, const float* b, const float* bias,
+                    float* out, long M, long Cn, long N, std::vector<float>& tail) {
+  const long j0 = N - N % 8;
+  tail.assign(Cn * 8 + 8, 0.f);
+  if (j0 < N) {
+    for (long c = 0; c < Cn; ++c)
+      for (long j = j0; j < N; ++j) tail[c * 8 + j - j0] = b[c * N + j];
+    if (bias)
+      for (long j = j0; j < N; ++j) tail[Cn * 8 + j - j0] = bias[j];
+  }
+  const float* tb = tail.data();
+  const float* tbias = tail.data() + Cn * 8;
+  long r = 0;
+  for (; r + 4 <= M; r += 4) rows<4>(a + r * sar, sar, sac, b, bias, tb, tbias, out + r * N, Cn, N);
+  for (; r < M; ++r) rows<1>(a + r * sar, sar, sac, b, bias, tb, tbias, out + r * N, Cn, N);
+}
+
+// x (K, B, D); u (S, B, U) uniforms or empty, member k's at row rows[k] (rows empty: k);
+// p, s (K, 1, U) thresholds and scales; off0/off1
+// the columns of u for the input and hidden masks (-1: none); W0 (K, D, H), b0 (K, 1, H),
+// W1 (K, H, C), b1 (K, 1, C), y (K, B, C). Returns losses (K,), gW0, gb0, gW1, gb1.
+std::vector<torch::Tensor> mlp1_step(torch::Tensor x, torch::Tensor u, torch::Tensor rows, torch::Tensor p,
+                                     torch::Tensor s, int64_t off0, int64_t off1,
+                                     torch::Tensor W0, torch::Tensor b0, torch::Tensor W1,
+                                     torch::Tensor b1, torch::Tensor y) {
+  const long K = x.size(0), B = x.size(1), D = x.size(2), H = W0.size(2), C = W1.size(2);
+  const long U = u.numel() ? u.size(2) : 0;
+  auto opt = x.options();
+  auto losses = torch::empty({K}, opt);
+  auto gW0 = torch::empty({K, D, H}, opt), gb0 = torch::empty({K, 1, H}, opt);
+  auto gW1 = torch::empty({K, H, C}, opt), gb1 = torch::empty({K, 1, C}, opt);
+  const float *px = x.data_ptr<float>(), *pu = U ? u.data_ptr<float>() : nullptr;
+  const int64_t* prow = rows.numel() ? rows.data_ptr<int64_t>() : nullptr;
+  const float *pp = U ? p.data_ptr<float>() : nullptr, *ps = U ? s.data_ptr<float>() : nullptr;
+  const float *pW0 = W0.data_ptr<float>(), *pb0 = b0.data_ptr<float>();
+  const float *pW1 = W1.data_ptr<float>(), *pb1 = b1.data_ptr<float>(), *py = y.data_ptr<float>();
+  float *pl = losses.data_ptr<float>(), *pgW0 = gW0.data_ptr<float>(), *pgb0 = gb0.data_ptr<float>();
+  float *pgW1 = gW1.data_ptr<float>(), *pgb1 = gb1.data_ptr<float>();
+  const float scale = (float)(2.0 / (double)(B * C));  // torch: diff.mul_(2.0 / (B * C))
+  at::parallel_for(0, K, 1, [&](int64_t k0, int64_t k1) {
+    std::vector<float> h0(B * D), h1(B * H), out(B * C), dh(B * H), w1t(C * H), mask(B * U), tail;
+    for (int64_t k = k0; k < k1; ++k) {
+      const float* xk = px + k * B * D;
+      const float* uk = pu ? pu + (prow ? prow[k] : k) * B * U : nullptr;
+      const float* pk = pp ? pp + k * U : nullptr;
+      const float* sk = ps ? ps + k * U : nullptr;
+      // masks as MLPNet.masks: ge(u, p) -> 1.0/0.0, times s
+      if (U) {
+        for (long b = 0; b < B; ++b) {
+          const float* ub = uk + b * U;
+          float* mb = mask.data() + b * U;
+          for (long c = 0; c < U; ++c) mb[c] = (float)(ub[c] >= pk[c]) * sk[c];
+        }
+      }
+      for (long b = 0; b < B; ++b) {
+        const float* mb = mask.data() + b * U + off0;
+        for (long i = 0; i < D; ++i) h0[b * D + i] = off0 >= 0 ? xk[b * D + i] * mb[i] : xk[b * D + i];
+      }
+      product(h0.data(), D, 1, pW0 + k * D * H, pb0 + k * H, h1.data(), B, D, H, tail);
+      for (long b = 0; b < B; ++b) {
+        float* hb = h1.data() + b * H;
+        for (long j = 0; j < H; ++j) hb[j] = hb[j] > 0.f ? hb[j] : (hb[j] != hb[j] ? hb[j] : 0.f);  // relu_ (NaN stays)
+        if (off1 >= 0) {
+          const float* mb = mask.data() + b * U + off1;
+          for (long j = 0; j < H; ++j) hb[j] *= mb[j];
+        }
+      }
+      if (C == 1) {
+        // out[b] = b1 + sum_j h1[b, j] W1[j]: 8 partial sums over j = lane (mod 8), then added
+        // in lane order, then the tail, then the bias
+        const float* w = pW1 + k * H;
+        for (long b = 0; b < B; ++b) {
+          const float* hb = h1.data() + b * H;
+          v8 acc = bcast(0.f);
+          long j = 0;
+          for (; j + 8 <= H; j += 8) acc += load8(hb + j) * load8(w + j);
+          float t = 0.f;
+          for (int l = 0; l < 8; ++l) t += acc[l];
+          for (; j < H; ++j) t += hb[j] * w[j];
+          out[b] = t + pb1[k];
+        }
+      } else {
+        product(h1.data(), H, 1, pW1 + k * H * C, pb1 + k * C, out.data(), B, H, C, tail);
+      }
+      const float* yk = py + k * B * C;
+      double sq = 0.0;
+      for (long n = 0; n < B * C; ++n) {
+        const float diff = out[n] - yk[n];
+        sq += (double)diff * (double)diff;
+        out[n] = diff * scale;  // now d loss / d out
+      }
+      pl[k] = (float)(sq / (double)(B * C));
+      // output layer: gW1 = h1^T dout, gb1 = sum_b dout
+      if (C == 1)  // gW1^T (1, H) = dout^T (1, B) @ h1 (B, H)
+        product(out.data(), 0, 1, h1.data(), nullptr, pgW1 + k * H, 1, B, H, tail);
+      else
+        product(h1.data(), 1, H, out.data(), nullptr, pgW1 + k * H * C, H, B, C, tail);
+      for (long c = 0; c < C; ++c) {
+        float acc = 0.f;
+        for (long b = 0; b < B; ++b) acc += out[b * C + c];
+        pgb1[k * C + c] = acc;
+      }
+      // back into the hidden layer: dh = dout W1^T, times the mask, zero where h1 <= 0
+      for (long j = 0; j < H; ++j)
+        for (long c = 0; c < C; ++c) w1t[c * H + j] = pW1[k * H * C + j * C + c];
+      product(out.data(), C, 1, w1t.data(), nullptr, dh.data(), B, C, H, tail);
+      for (long b = 0; b < B; ++b) {
+        float* db = dh.data() + b * H;
+        const float* hb = h1.data() + b * H;
+        if (off1 >= 0) {
+          const float* mb = mask.data() + b * U + off1;
+          for (long j = 0; j < H; ++j) db[j] *= mb[j];
+        }
+        for (long j = 0; j < H; ++j) db[j] = hb[j] > 0.f ? db[j] : 0.f;  // threshold_backward(dh, h1, 0)
+      }
+      product(h0.data(), 1, D, dh.data(), nullptr, pgW0 + k * D * H, D, B, H, tail);
+      // gb0[j] = sum_b dh[b, j], b ascending, rows added as vectors (a column-wise loop is a
+      // serial chain of B dependent adds per unit: it cost as much as the products)
+      float* gb0k = pgb0 + k * H;
+      for (long j = 0; j < H; ++j) gb0k[j] = 0.f;
+      for (long b = 0; b < B; ++b) {
+        const float* db = dh.data() + b * H;
+        for (long j = 0; j < H; ++j) gb0k[j] += db[j];
+      }
+    }
+  });
+  return {losses, gW0, gb0, gW1, gb1};
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) { m.def("mlp1_step", &mlp1_step); }
+"""
+
+_lock = threading.Lock()
+_state: dict[str, object] = {}
+
+
+def _module():
+    """The compiled kernel (built on first use, cached by torch per machine), or None."""
+    with _lock:
+        if "module" in _state:
+            return _state["module"]
+        module, reason = None, ""
+        if os.environ.get("DROPLAB_FUSED_STEP", "1") == "0":
+            reason = "DROPLAB_FUSED_STEP=0"
+        else:
+            try:
+                from torch.utils.cpp_extension import load_inline
+
+                module = load_inline(
+                    "droplab_fused_step_v4", cpp_sources=[_SOURCE],
+                    extra_cflags=["-O3", "-march=native", "-ffp-contract=fast"], verbose=False,
+                )
+            except Exception as exc:  # noqa: BLE001 -- any build failure: keep the torch step
+                first = str(exc).splitlines()[0][:160] if str(exc) else ""
+                reason = f"build failed: {type(exc).__name__}: {first}"
+        _state["module"], _state["reason"] = module, reason
+        return module
+
+
+def available() -> bool:
+    """Whether the compiled kernel is there (builds it on the first call)."""
+    return _module() is not None
+
+
+def backend() -> str:
+    """``"cpp"`` when the compiled kernel runs, else ``"torch (<why>)"``."""
+    return "cpp" if available() else f"torch ({_state['reason']})"
+
+
+def mlp1_step(
+    x: torch.Tensor,
+    u: torch.Tensor | None,
+    p_cols: torch.Tensor,
+    s_cols: torch.Tensor,
+    columns: tuple[int | None, int | None],
+    W0: torch.Tensor,
+    b0: torch.Tensor,
+    W1: torch.Tensor,
+    b1: torch.Tensor,
+    y: torch.Tensor,
+    seed_index: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Loss and gradients of K one-hidden-layer ReLU nets on the mean squared error.
+
+    Member k: ``h0 = x_k * m0``, ``h1 = relu(h0 @ W0_k + b0_k) * m1``,
+    ``out = h1 @ W1_k + b1_k``, loss ``mean((out - y_k)**2)``; masks
+    ``m = (u >= p) * s`` from the columns ``columns = (input start, hidden start)`` of ``u``
+    (None: no mask there). Needs :func:`available`.
+
+    Args:
+        x: ``(K, B, D)`` float32 CPU. u: ``(K, B, U)`` uniforms, or None (no dropout).
+        p_cols, s_cols: ``(K, 1, U)`` thresholds and scales (``MLPNet.p_cols``/``s_cols``).
+        columns: start columns of the input mask (width D) and hidden mask (width H) in u.
+        W0: ``(K, D, H)``. b0: ``(K, 1, H)``. W1: ``(K, H, C)``. b1: ``(K, 1, C)``.
+        y: ``(K, B, C)``.
+        seed_index: ``(K,)`` int64: member k's uniforms are ``u[seed_index[k]]`` (u then holds
+            one row per seed, ``(S, B, U)``, and is not copied per member); default None: ``u[k]``.
+
+    Returns:
+        losses ``(K,)`` and ``{"W0", "b0", "W1", "b1"}`` gradients shaped as the weights.
+    """
+    m = _module()
+    if m is None:
+        raise RuntimeError(f"the fused step is not available: {backend()}")
+    c0, c1 = columns
+    if u is None:
+        u, c0, c1 = torch.empty(0), None, None
+    f = torch.float32
+    x, u, p_cols, s_cols = (t.contiguous() if t.dtype == f else t.to(f).contiguous() for t in (x, u, p_cols, s_cols))
+    rows = torch.empty(0, dtype=torch.int64) if seed_index is None else seed_index.to(torch.int64).contiguous()
+    if rows.numel() and u.numel() and not (rows.numel() == x.shape[0] and 0 <= int(rows.min()) and int(rows.max()) < u.shape[0]):
+        raise ValueError(f"seed_index must hold {x.shape[0]} rows of u in [0, {u.shape[0]}), got {tuple(rows.shape)}")
+    losses, gW0, gb0, gW1, gb1 = m.mlp1_step(
+        x, u, rows, p_cols, s_cols, -1 if c0 is None else int(c0), -1 if c1 is None else int(c1),
+        W0.contiguous(), b0.contiguous(), W1.contiguous(), b1.contiguous(), y.to(f).contiguous(),
+    )
+    return losses, {"W0": gW0, "b0": gb0, "W1": gW1, "b1": gb1}
