@@ -30,7 +30,7 @@ from torch import nn
 
 from droplab.errors import ConfigError, DataError
 from droplab.sweep import selection
-from droplab.sweep.population import Member, MLPNet, ModuleNet, mlp_fast_path, mlp_positions
+from droplab.sweep.population import MEMBER_FIELDS, Member, ModuleNet, mlp_positions, mlp_rates, population_net
 from droplab.sweep.space import config_key
 from droplab.train.config import TrainConfig
 
@@ -40,9 +40,6 @@ __all__ = [
     "group_hash", "to_json",
 ]
 
-#: Training options that may differ between the members of one population (everything else in
-#: a TrainConfig is shared by the population). The one list: populations and the engine read it.
-MEMBER_FIELDS = ("lr", "weight_decay", "l1", "l2", "max_norm")
 
 
 @dataclasses.dataclass
@@ -190,8 +187,10 @@ class SpecPlan:
         data = dict(self.base_data)
         data.update({k[len("data.") :]: v for k, v in params.items() if k.startswith("data.")})
         data_key = to_json(data)
-        fast = self.population and mlp_fast_path(spec) is None
-        rates: tuple[float, ...] | None = None
+        # The engine's choice is population_net's (the batched MLP when mlp_rates accepts the
+        # spec); it is made here once per configuration, and the group key records it.
+        rates = mlp_rates(spec) if self.population else None
+        fast = rates is not None
         schedules: tuple[str | None, ...] | None = None
         all_rates: list[float] = []
         for place, d in spec.dropout.items():
@@ -199,10 +198,6 @@ class SpecPlan:
                 spec.n_hidden_positions if place == "hidden" else 1
             )
         if fast:
-            rates = tuple(
-                spec.dropout["input"].p if place == "input" else spec.dropout["hidden"].rate(i)
-                for place, i in mlp_positions(spec)
-            )
             schedules = tuple(
                 spec.dropout[place].schedule for place, _ in mlp_positions(spec)
             )
@@ -246,9 +241,8 @@ class SpecPlan:
         return build
 
     def make_net(self, r: Resolved, members, splits):
-        if r.net == "mlp":
-            return MLPNet(r.spec, splits.input_shape, splits.n_outputs, members)
-        return ModuleNet(self.builder(r, splits), members)
+        # Members carry rates exactly when resolve chose the batched MLP.
+        return population_net(r.spec, splits.input_shape, splits.n_outputs, members, self.builder(r, splits))()
 
     def without_data(self) -> SpecPlan:
         """A copy holding no data (what a remote executor sends; the splits travel apart)."""

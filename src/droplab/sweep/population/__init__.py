@@ -30,13 +30,14 @@ Example::
 
 # Every name the single module population.py exported stays importable from here; the
 # private ones (_derive_seed, _loss_and_grad_out) only for the tests that check them.
-from droplab.sweep.population.base import Member, Unstackable, _derive_seed  # noqa: F401
+from droplab.sweep.population.base import MEMBER_FIELDS, Member, Unstackable, _derive_seed  # noqa: F401
 from droplab.sweep.population.core import POPULATION_FORMAT, Population, make_population
 from droplab.sweep.population.losses import GAUSSIAN_MIN_VAR, _loss_and_grad_out, gaussian_nll  # noqa: F401
 from droplab.sweep.population.mlp import MLPNet, mlp_fast_path, mlp_positions, mlp_rates, population_net  # noqa: F401
 from droplab.sweep.population.module import ModuleNet, module_signature  # noqa: F401
 
 __all__ = [
+    "MEMBER_FIELDS",
     "gaussian_nll",
     "Member",
     "MLPNet",

@@ -10,7 +10,13 @@ import torch
 
 from droplab.train.config import TrainConfig
 
-__all__ = ["Member", "Unstackable"]
+__all__ = ["Member", "Unstackable", "MEMBER_FIELDS", "OPTIMIZER_FIELDS"]
+
+#: Training options that may differ between the members of one population (everything else in
+#: a TrainConfig is shared by the population). The one list: populations and the engine read it.
+MEMBER_FIELDS = ("lr", "weight_decay", "l1", "l2", "max_norm")
+#: Those of them that one optimizer instance must share (L1 and L2 are applied per member).
+OPTIMIZER_FIELDS = ("lr", "weight_decay", "max_norm")
 
 
 class Unstackable(Exception):

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from droplab.errors import ConfigError, DataError
-from droplab.sweep.population.base import Member, Unstackable, _derive_seed, _Net
+from droplab.sweep.population.base import MEMBER_FIELDS, OPTIMIZER_FIELDS, Member, Unstackable, _derive_seed, _Net
 from droplab.sweep.population.losses import gaussian_nll
 from droplab.sweep.population.mlp import MLPNet
 from droplab.sweep.population.module import ModuleNet
@@ -93,7 +93,7 @@ class _Run:
 
 def _same_hparams(a: TrainConfig, b: TrainConfig) -> bool:
     # What one optimizer instance must share; L1/L2 are applied per row (see _layout).
-    return (a.lr, a.weight_decay, a.max_norm) == (b.lr, b.weight_decay, b.max_norm)
+    return all(getattr(a, f) == getattr(b, f) for f in OPTIMIZER_FIELDS)
 
 
 class Population:
@@ -159,14 +159,11 @@ class Population:
         self.device = torch.device(device)
         self.cfg = self.members[0].train
         for m in self.members:
-            t = m.train.replace(
-                lr=self.cfg.lr, weight_decay=self.cfg.weight_decay, l1=self.cfg.l1, l2=self.cfg.l2,
-                max_norm=self.cfg.max_norm, seed=self.cfg.seed,
-            )
+            t = m.train.replace(**{f: getattr(self.cfg, f) for f in MEMBER_FIELDS}, seed=self.cfg.seed)
             if t != self.cfg:
                 raise ConfigError(
-                    f"member {m.key!r} differs from the population in more than lr, weight_decay, "
-                    f"l1, l2 and max_norm"
+                    f"member {m.key!r} differs from the population in more than "
+                    f"{', '.join(MEMBER_FIELDS[:-1])} and {MEMBER_FIELDS[-1]}"
                 )
         x, y, xv, yv = data
         self.groups = None if groups is None else [int(g) for g in groups]
