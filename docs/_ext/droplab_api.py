@@ -84,12 +84,12 @@ def home(obj, module: str, modules: list[str]) -> str:
 
 
 def data_doc(module: str, name: str) -> list[str] | None:
-    """The ``#:`` comment of ``name``, looked up in ``module`` and in its submodules."""
+    """The ``#:`` comment of ``name``, looked up in ``module`` and in its submodules, nested ones too."""
     mod = importlib.import_module(module)
     value = getattr(mod, name)
     candidates = [module]
     if hasattr(mod, "__path__"):
-        candidates += [f"{module}.{i.name}" for i in pkgutil.iter_modules(mod.__path__)]
+        candidates += [i.name for i in pkgutil.walk_packages(mod.__path__, prefix=f"{module}.")]
     for cand in candidates:
         try:
             sub = importlib.import_module(cand)
