@@ -15,7 +15,7 @@ import torch
 from droplab._checks import check_choice, check_positive_int
 from droplab.errors import DataError
 
-__all__ = ["ALL_TASKS", "InferredTask", "infer_task", "MAX_AUTO_CLASSES"]
+__all__ = ["ALL_TASKS", "InferredTask", "infer_task", "score_name", "MAX_AUTO_CLASSES"]
 
 #: Every task :func:`infer_task` returns or accepts. ``"binary"``: one logit per example,
 #: 0/1 float targets, BCE-with-logits; ``"classification"``: K logits, integer labels
@@ -31,6 +31,17 @@ class InferredTask(NamedTuple):
 
     task: str
     reason: str
+
+
+def score_name(task: str) -> str:
+    """The task's score next to the loss: ``"acc"`` for classification (one logit or several),
+    else ``"rmse"``. The one rule: the Trainer, populations and sweep selection ask it.
+
+    Example:
+        >>> "val_" + score_name("binary")
+        'val_acc'
+    """
+    return "acc" if task in ("classification", "binary") else "rmse"
 
 
 def _as_numpy(y: Any) -> np.ndarray:

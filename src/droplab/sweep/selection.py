@@ -34,6 +34,7 @@ import math
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
+from droplab.data.tasks import score_name
 from droplab.errors import ConfigError
 from droplab.stats import Estimate, clip_interval, interval, one_standard_error, select_best
 from droplab.sweep.space import config_key
@@ -104,16 +105,6 @@ def default_metric(task: str) -> str:
         'val_loss'
     """
     return "val_acc" if task in ("classification", "binary") else "val_loss"
-
-
-def score_name(task: str) -> str:
-    """The task's score next to the loss: ``"acc"`` (classification) or ``"rmse"`` (regression).
-
-    Example:
-        >>> "val_" + score_name("classification")
-        'val_acc'
-    """
-    return "acc" if task in ("classification", "binary") else "rmse"
 
 
 def check_metric(metric: str, task: str) -> bool:

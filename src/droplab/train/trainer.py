@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from droplab.data.tasks import score_name
 from droplab.errors import ConfigError, DataError, DroplabWarning
 from droplab.regularize import l1_penalty, l2_penalty, max_norm_, weight_parameters
 from droplab.train.callbacks import Callback, Checkpoint
@@ -95,7 +96,7 @@ class FitResult:
             "stop_reason": self.stop_reason,
             "seconds": round(self.seconds, 3),
         }
-        metric = "rmse" if self.task == "regression" else "acc"
+        metric = score_name(self.task)
         for split in ("train", "val", "test"):
             values = getattr(self, split)
             for key in ("loss", metric):
@@ -538,7 +539,7 @@ class Trainer:
                 if not math.isfinite(train_loss):
                     reason = "diverged"
                 else:
-                    metric = "rmse" if self.task == "regression" else "acc"
+                    metric = score_name(self.task)
                     if cfg.eval_train:
                         ev = self.evaluate(x, y)
                         row["train_eval_loss"], row[f"train_eval_{metric}"] = ev["loss"], ev[metric]

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from droplab.data.tasks import score_name
 from droplab.errors import ConfigError, DataError
 from droplab.sweep.population.base import MEMBER_FIELDS, OPTIMIZER_FIELDS, Member, Unstackable, _derive_seed, _Net
 from droplab.sweep.population.losses import gaussian_nll
@@ -360,7 +361,7 @@ class Population:
             if run.scheduler is not None and run.train.lr_schedule not in SCHEDULE_STEPS_PER_BATCH:
                 run.scheduler.step()
         train_loss = (running / self.n).tolist()
-        metric = "acc" if self.task in ("classification", "binary") else "rmse"
+        metric = score_name(self.task)
         ev_train = self.evaluate(self.x, self.y) if self.cfg.eval_train else None
         ev_val = self.evaluate(self.xv, self.yv) if self.n_val else None
         self._sample_memory()
@@ -635,7 +636,7 @@ class Population:
             if key.startswith(("train_eval_", "val_")):
                 out[key] = value
         if not restored and not math.isfinite(row.get("train_loss", math.nan)):
-            metric = "acc" if self.task in ("classification", "binary") else "rmse"
+            metric = score_name(self.task)
             for key in ("val_loss", f"val_{metric}", "train_eval_loss", f"train_eval_{metric}"):
                 out[key] = math.nan
         return out
