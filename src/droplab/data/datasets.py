@@ -217,8 +217,8 @@ def load_dataset(
     input_noise = check_nonneg_float("input_noise", input_noise)
     if not isinstance(standardize, bool):
         raise ConfigError(f"standardize must be True or False, got {standardize!r}")
-    if task is not None:
-        check_choice("task", task, (*TASKS, "binary"))
+    if task is not None and task != "binary":  # binary: a classification file read as 0/1
+        check_choice("task", task, TASKS)
     _check_applicable(
         name,
         path=path,
