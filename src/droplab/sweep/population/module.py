@@ -77,6 +77,9 @@ class ModuleNet(_Net):
             self._has_transpose = False
         self._grad_fn = None
         self._pred_fn = None
+        # True when each member predicts on its own inputs (x of shape (K, N, ...)): a
+        # population with per-member data sets (groups) sets it.
+        self.per_member_inputs = False
         from droplab.train.schedules import scheduled_layers
 
         # Members share the module configuration, so one schedule drives the template's layers.
@@ -130,11 +133,14 @@ class ModuleNet(_Net):
                 "gaussian": vmap(grad_gauss, randomness="different"),
                 "binary": vmap(grad_binary, randomness="different"),
             }
-            self._pred_fn = vmap(
-                lambda p, b, x: functional_call(template, (p, b), (x,)),
-                in_dims=(0, 0, None),
-                randomness="different",
-            )
+            self._pred_fn = {
+                shared: vmap(
+                    lambda p, b, x: functional_call(template, (p, b), (x,)),
+                    in_dims=(0, 0, None if shared else 0),
+                    randomness="different",
+                )
+                for shared in (True, False)
+            }
         return self._grad_fn, self._pred_fn
 
     def train_step(self, P, buffers, x, y, u, task):
@@ -148,7 +154,7 @@ class ModuleNet(_Net):
         _, pred_fn = self._functions()
         self.template.eval()
         try:
-            return pred_fn(P, buffers, x)
+            return pred_fn[not self.per_member_inputs](P, buffers, x)
         finally:
             self.template.train()
 
