@@ -163,8 +163,8 @@ class ModuleNet(_Net):
             x_dim = 1
         grads, losses = grad_fn[task, x_dim](P, buffers, x, y)
         # A gradient may come in another memory layout than its parameter (a convolution's
-        # weight gradient channels-last); torch's fused Adam then steps the wrong elements
-        # (measured: a p=0 population trained to other numbers), so give it the parameter's.
+        # weight gradient channels-last); the population's fused optimizers (Adam, SGD) then
+        # step the wrong elements (tests/sweep/test_module_layout.py), so give it the parameter's.
         grads = {n: g if g.is_contiguous() else g.contiguous() for n, g in grads.items()}
         return losses.detach(), grads
 
