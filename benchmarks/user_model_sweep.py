@@ -45,7 +45,7 @@ vmap rule running the grouped convolution and its backward channels-last (slower
 9-11 ms for the two layers, the Python of torch.func's custom-function machinery), and
 ``torch.compile`` (a compile costs ~20 s of CPU, more than the whole population trains here).
 
-    python benchmarks/user_model_sweep.py [--train 2000] [--epochs 3] [--threads N]
+    python benchmarks/user_model_sweep.py [--train 2000] [--epochs 3] [--threads N] [--default-layout]
 """
 
 from __future__ import annotations
@@ -139,8 +139,11 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1, see above)")
+    ap.add_argument("--default-layout", action="store_true",
+                    help="for comparison: vmap's default input layout (ModuleNet.use_channels_last = False)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    ModuleNet.use_channels_last = not args.default_layout
     from scipy.stats import ttest_ind
 
     splits = load_dataset("fashion_mnist", subsample=args.train, seed=0)
@@ -149,7 +152,8 @@ def main() -> None:
                       eval_batch_size=500)
     print(f"Fashion-MNIST subset: train {len(data[0])}, val {len(data[2])}; UserCNN; "
           f"{len(RATES)} rates x {len(SEEDS)} seeds, {cfg.epochs} epochs, batch {cfg.batch_size}, "
-          f"Adam lr {cfg.lr}; torch threads {torch.get_num_threads()}, load {os.getloadavg()[0]:.1f}")
+          f"Adam lr {cfg.lr}; torch threads {torch.get_num_threads()}, load {os.getloadavg()[0]:.1f}; "
+          f"ModuleNet channels-last images: {ModuleNet.use_channels_last}")
     # Warm-up (not timed): one short run of each, so that neither pays for first calls.
     small = tuple(t[:64] for t in data)
     droplab_population(small, cfg.replace(epochs=1))
