@@ -199,7 +199,12 @@ class FoldPopulation:
         return out
 
     def result(self, i: int) -> dict[str, Any]:
-        """Run ``i``'s result: each fold's final metrics, averaged (``folds`` records k)."""
+        """Run ``i``'s result: each fold's final metrics, averaged (``folds`` records k).
+
+        ``best_epoch``, ``weights_epoch`` and ``epochs_run`` are the folds' when they agree,
+        else the largest (folds may stop early at different epochs); ``restored`` is True when
+        any fold restored its best weights.
+        """
         res = [self.pop.result(j) for j in self._runs(i)]
         out = self._mean_row(res)
         for key in ("best_epoch", "weights_epoch", "epochs_run"):
