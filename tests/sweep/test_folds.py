@@ -159,3 +159,31 @@ def test_folds_with_a_one_logit_binary_model(tmp_path):
         runs = st.runs()
     assert len(runs) == 4 and all(r["result"]["folds"] == 4 for r in runs)
     assert all(0.5 < r["result"]["val_auroc"] <= 1.0 and 0.5 < r["result"]["val_acc"] for r in runs)
+
+
+class _Stop(Exception):
+    pass
+
+
+def _results(path):
+    with Store.open(path, mode="r") as st:
+        return sorted((run["config_id"], run["seed"], run["status"], sorted(run["result"].items())) for run in st.runs())
+
+
+def test_an_interrupted_fold_sweep_resumes_to_the_same_results(tmp_path):
+    x, y = _data(36)
+    kw = dict(space={"p": [0.0, 0.4]}, seeds=2, folds=3, task="classification", progress=False, checkpoint_seconds=0,
+              train=TrainConfig(epochs=4, batch_size=8, lr=0.02, early_stopping="patience", patience=2))
+    ref = run_sweep(_build, (x, y), store=tmp_path / "ref.db", **kw)
+    calls = []
+
+    def crash(info):
+        calls.append(info["epoch"])
+        if len(calls) == 2:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        run_sweep(_build, (x, y), store=tmp_path / "cut.db", on_epoch=crash, **kw)
+    again = run_sweep(_build, (x, y), store=tmp_path / "cut.db", **kw)
+    assert _results(tmp_path / "cut.db") == _results(tmp_path / "ref.db")
+    assert [r["values"] for r in again.rows] == [r["values"] for r in ref.rows]
