@@ -17,11 +17,16 @@ Welch's t-test on the final validation accuracies of the 5 seeds, p > 0.01 / 4 (
 masks differ -- droplab's generator vs torch's -- so the runs agree in distribution, not in
 bits; at rate 0 nothing is random but the batch order, so the two agree to float rounding).
 Timing is interleaved (droplab, plain, droplab) to cancel drift, after an untimed warm-up of
-each. The ratio is of process CPU
-time, single-threaded by default (``--threads``): on a machine shared with other jobs wall time
-mostly measures the neighbours (two identical droplab runs took 101 s and 36 s of wall time at a
-load of 9 on 2 cores), while CPU time measures the work each method does; wall times are
-printed too. The last line is ``ratio vs plain PyTorch: N.NN`` (plain CPU time / droplab's mean).
+each. The last line is ``ratio vs plain PyTorch: N.NN``: the plain loop's process CPU time over
+the mean of the two droplab runs'. Why CPU time and not wall time: this machine's 2 cores are
+shared with other jobs, and wall time mostly measures the neighbours (two identical droplab runs
+took 101 s and 36 s of wall time at a load of 9), while the CPU time of a single-threaded
+process (``torch.set_num_threads(1)`` on both sides, the default of ``--threads``) is the work
+each method does, and it is what a user with the cores to themselves waits for. Both timings
+include everything a run costs: building the models (and the population's stacking), every
+training step and every epoch's validation pass. The wall-clock ratio is printed too, marked
+noisy; with ``--threads`` > 1 CPU time also counts the threads' synchronisation, so the CPU
+ratio is then only indicative.
 
 Where the time goes on a CPU: torch.func batches a convolution whose weights differ per member
 as one grouped convolution (oneDNN), 55-67% of a population step here; depending on the shapes
@@ -30,9 +35,17 @@ and backward: 4.9 vs 9.5 ms for 4->8 channels at batch 32 on 14x14, but 42 vs 26
 on 28x28); the population wins on the per-step overhead of the plain loop (Python, autograd,
 the optimizer: one step for 20 members) and on the linear layers (batched GEMMs). The model is
 therefore a small all-convolutional net (strided convolutions, as Springenberg et al.,
-arXiv:1412.6806) at batch 32; wider convolutions lower the ratio.
+arXiv:1412.6806) at batch 32; wider convolutions lower the ratio. oneDNN's grouped convolution
+is faster channels-last (20 members, forward and backward, single thread: 3.0 vs 4.6 ms for
+1->4 channels on 28x28, 1.7 vs 3.2 ms for 4->8 on 14x14), so ``ModuleNet`` feeds images into a
+first ``Conv2d`` channels-last (its ``train_step``): 5-9% less CPU time per population epoch of
+this benchmark, the same numbers. Measured and not taken: the convolution as unfold + batched
+matmul (slower: 8.4-9.7 vs 4.2-6.9 ms per layer), a custom ``autograd.Function`` with its own
+vmap rule running the grouped convolution and its backward channels-last (slower: 14-16 vs
+9-11 ms for the two layers, the Python of torch.func's custom-function machinery), and
+``torch.compile`` (a compile costs ~20 s of CPU, more than the whole population trains here).
 
-    python benchmarks/user_model_sweep.py [--train 2000] [--epochs 3] [--threads N]
+    python benchmarks/user_model_sweep.py [--train 2000] [--epochs 3] [--threads N] [--default-layout]
 """
 
 from __future__ import annotations
@@ -126,8 +139,11 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1, see above)")
+    ap.add_argument("--default-layout", action="store_true",
+                    help="for comparison: vmap's default input layout (ModuleNet.use_channels_last = False)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    ModuleNet.use_channels_last = not args.default_layout
     from scipy.stats import ttest_ind
 
     splits = load_dataset("fashion_mnist", subsample=args.train, seed=0)
@@ -136,7 +152,8 @@ def main() -> None:
                       eval_batch_size=500)
     print(f"Fashion-MNIST subset: train {len(data[0])}, val {len(data[2])}; UserCNN; "
           f"{len(RATES)} rates x {len(SEEDS)} seeds, {cfg.epochs} epochs, batch {cfg.batch_size}, "
-          f"Adam lr {cfg.lr}; torch threads {torch.get_num_threads()}, load {os.getloadavg()[0]:.1f}")
+          f"Adam lr {cfg.lr}; torch threads {torch.get_num_threads()}, load {os.getloadavg()[0]:.1f}; "
+          f"ModuleNet channels-last images: {ModuleNet.use_channels_last}")
     # Warm-up (not timed): one short run of each, so that neither pays for first calls.
     small = tuple(t[:64] for t in data)
     droplab_population(small, cfg.replace(epochs=1))

@@ -225,6 +225,8 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--metric", help="selection metric: val_acc, val_loss, val_rmse, val_auroc, val_f1, val_mae")
     g.add_argument("--regularization", type=lambda t: [n for n in t.split(",") if n], metavar="AXES",
                    help="more axes that are regularization, comma-separated (their 0 is the baseline)")
+    g.add_argument("--folds", type=int, metavar="K",
+                   help="k-fold cross-validation (small tables): train and validation pooled, each fold a member")
     g.add_argument("--model-file", metavar="FILE.py:FUNCTION",
                    help="your own build function (configuration dict -> nn.Module) instead of --model")
     g.add_argument("--stat", choices=("t", "bootstrap"),
@@ -253,7 +255,7 @@ def _seeds_arg(text: str) -> int | str:
 
 
 _SWEEP_TOP = ("name", "sampler", "trials", "seeds", "metric", "memory_mb", "stat", "max_seeds", "regularization",
-              "model_file")
+              "model_file", "folds")
 
 
 def _run_sweep(args: argparse.Namespace) -> int:

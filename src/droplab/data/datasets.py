@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -179,8 +180,10 @@ def load_dataset(
         path: the file for ``"csv"`` / ``"npz"``. Default None.
         target: target column for ``"csv"``. Default None.
         x_key, y_key: array names for ``"npz"``. Defaults ``"x"``, ``"y"``.
-        task: ``"classification"`` / ``"regression"`` to override inference for csv/npz.
-            Default None.
+        task: ``"classification"`` / ``"regression"`` to override inference for csv/npz, or
+            ``"binary"``: a target with exactly two values becomes float32 0/1 (the second of
+            the two sorted labels is 1, kept in ``info["classes"]``) for a model with one
+            output trained with BCE on its logit. Default None.
         val_fraction: fraction of training data held out for validation, in [0, 1). Default 0.1.
         seed: seed of validation carve, subsample and noise, >= 0. Default 0.
         subsample: number of training examples to keep, or None (all). Default None.
@@ -214,7 +217,7 @@ def load_dataset(
     input_noise = check_nonneg_float("input_noise", input_noise)
     if not isinstance(standardize, bool):
         raise ConfigError(f"standardize must be True or False, got {standardize!r}")
-    if task is not None:
+    if task is not None and task != "binary":  # binary: a classification file read as 0/1
         check_choice("task", task, TASKS)
     _check_applicable(
         name,
@@ -228,11 +231,18 @@ def load_dataset(
     if task is not None and name not in _FILE_SETS:
         raise ConfigError(f"task is only used by the 'csv' and 'npz' datasets, not {name!r}")
 
+    binary = task == "binary"
     raw = _load_raw(
         name, data_dir=data_dir, path=path, target=target, x_key=x_key, y_key=y_key,
-        task=task, cache_dir=cache_dir, options=options,
+        task="classification" if binary else task, cache_dir=cache_dir, options=options,
     )
     where = raw.info.get("source", name)
+    if binary and len(raw.classes or ()) != 2:
+        shown = ", ".join(map(str, list(raw.classes or ())[:5]))
+        raise DataError(
+            f"{where}: task 'binary' needs a target with exactly two values, "
+            f"found {len(raw.classes or ())} ({shown}{', ...' if len(raw.classes or ()) > 5 else ''})"
+        )
     if len(raw.x) != len(raw.y):
         raise DataError(f"{where}: x has {len(raw.x)} rows but y has {len(raw.y)}")
     arrays = {"x": raw.x, "y": raw.y, "x_test": raw.x_test, "y_test": raw.y_test}
@@ -255,7 +265,7 @@ def load_dataset(
         "standardize": standardize,
         "options": dict(options) if options else {},
     }
-    return build_splits(
+    splits = build_splits(
         name=name,
         task=raw.task,
         x=raw.x,
@@ -272,3 +282,10 @@ def load_dataset(
         input_noise=input_noise,
         standardize=standardize,
     )
+    return _as_binary(splits) if binary else splits
+
+
+def _as_binary(splits: Splits) -> Splits:
+    """Two-class splits (codes 0/1) as a binary task: float32 0/1 targets, one output."""
+    ys = {k: getattr(splits, k).float() for k in ("y_train", "y_val", "y_test")}
+    return dataclasses.replace(splits, task="binary", n_classes=None, info={**splits.info, "task": "binary"}, **ys)

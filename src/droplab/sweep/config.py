@@ -69,6 +69,7 @@ _TOP = (
     "max_seeds",
     "regularization",
     "model_file",
+    "folds",
 )
 
 
@@ -128,6 +129,9 @@ class SweepConfig:
         model_file: ``"my_model.py:build"``: your own build function (configuration dict ->
             ``nn.Module``) instead of ``[model]``; every axis but ``train.*`` goes to it, and
             the data come from ``[data]``. Default ``None`` (droplab's models).
+        folds: k-fold cross-validation (``folds = 5``; :mod:`droplab.sweep.folds`): train and
+            validation pooled, each fold a member of the population, metrics the mean over
+            folds. Default ``None``.
 
     Example:
         >>> SweepConfig.from_dict({"train": {"epochs": 2}}).train.epochs
@@ -156,6 +160,7 @@ class SweepConfig:
     max_seeds: int = 20
     regularization: tuple[str, ...] = ()
     model_file: str | None = None
+    folds: int | None = None
 
     def __post_init__(self) -> None:
         from droplab.models import ModelSpec
@@ -188,6 +193,9 @@ class SweepConfig:
         from droplab.sweep.selection import check_regularization
 
         set_(self, "regularization", check_regularization(self.regularization))
+        from droplab.sweep.folds import check_folds
+
+        check_folds(self.folds)
         if self.model_file is not None:
             _split_model_file(self.model_file)
             if self.models:
@@ -279,6 +287,8 @@ class SweepConfig:
             out["regularization"] = list(self.regularization)
         if self.model_file is not None:
             out["model_file"] = self.model_file
+        if self.folds is not None:
+            out["folds"] = self.folds
         return out
 
     def replace(self, **changes: Any) -> SweepConfig:

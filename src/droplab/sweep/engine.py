@@ -118,6 +118,7 @@ def run_sweep(
     val_fraction: float = 0.2,
     data_seed: int = 0,
     convert: bool = True,
+    folds: int | None = None,
 ) -> SweepResult:
     """Train every configuration of ``space`` with every seed; store, select, summarize.
 
@@ -199,6 +200,11 @@ def run_sweep(
         data_seed: the seed of that validation draw. Default 0.
         convert: convert torch's dropout layers of a build function's model to droplab's
             (:func:`droplab.nn.convert`). Default True.
+        folds: k-fold cross-validation for small tables (:mod:`droplab.sweep.folds`): the
+            training and validation splits are pooled and cut into ``k`` folds (stratified,
+            drawn with ``data_seed``); each (configuration, seed, fold) is a member of one
+            population, and each run's metrics are the mean over its folds (selection: the
+            mean over folds, then over seeds). Default None (the validation split).
 
     Returns:
         A :class:`SweepResult`.
@@ -217,8 +223,10 @@ def run_sweep(
         cfg = build
         if executor is None:
             executor, address = cfg.executor, cfg.address if address is None else address
+        plan = cfg.plan()
+        _set_folds(plan, cfg.folds, cfg.data.seed if cfg.data.seed is not None else 0)
         return _Engine(
-            plan=cfg.plan(),
+            plan=plan,
             space=cfg.make_space(),
             seeds=cfg.seed_list(),
             store=cfg.store,
@@ -248,6 +256,7 @@ def run_sweep(
     plan = make_plan(build, data, train, models=models, population=population,
                      regularization=() if regularization is None else regularization, convert=convert,
                      data_options=data_options)
+    _set_folds(plan, folds, data_seed)
     race = None
     if isinstance(seeds, str) and seeds == "auto":
         from droplab._checks import check_positive_int
@@ -260,6 +269,8 @@ def run_sweep(
     seed_values = seed_list(seeds)
     spec = {"plan": plan.describe(), "space": space.spec(), "seeds": seed_values, "metric": metric,
             "population": population}
+    if folds is not None:
+        spec["folds"] = folds
     if stat is not None:
         spec["stat"] = stat
     if race is not None:
@@ -283,6 +294,16 @@ def run_sweep(
         stat=stat,
         race=race,
     ).run()
+
+
+def _set_folds(plan: Any, folds: Any, seed: int) -> None:
+    """k-fold cross-validation on the plan (``make_population_of`` reads it), checked."""
+    from droplab.sweep.folds import check_folds
+
+    plan.folds = check_folds(folds)
+    plan.fold_seed = seed
+    if plan.folds is not None and not plan.population:
+        raise ConfigError("folds trains the folds as members of one population; it needs population=True")
 
 
 class _Engine:
@@ -356,6 +377,10 @@ class _Engine:
             r = self.resolve(params)
             splits = self.plan.data(r)
             task = splits.task
+            if getattr(self.plan, "folds", None) is not None:
+                from droplab.sweep.folds import check_folds
+
+                check_folds(self.plan.folds, len(splits.x_train) + len(splits.x_val))
             arch = to_json(r.group)
             if arch in seen_arch:
                 continue

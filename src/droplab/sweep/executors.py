@@ -87,6 +87,21 @@ def make_population_of(plan, part, splits) -> tuple[Population | None, str]:
     if not plan.population:
         return None, "population training is off (population=False)"
     members = _members(part)
+    folds = getattr(plan, "folds", None)
+    if folds is not None:  # every (run, fold) a member: droplab.sweep.folds
+        from droplab.sweep.folds import FoldPopulation
+        from droplab.sweep.population import Unstackable
+
+        try:
+            pop = FoldPopulation(lambda fold_members: plan.make_net(r0, fold_members, splits), members, splits,
+                                 folds, seed=getattr(plan, "fold_seed", 0), device=r0.train.resolve_device())
+        except Unstackable as exc:
+            from droplab.errors import ConfigError
+
+            raise ConfigError(f"folds={folds} trains the folds as one population, which this model cannot be: "
+                              f"{exc}") from None
+        pop.extra_metrics = tuple(getattr(plan, "extra_metrics", ()))
+        return pop, ""
     data = (splits.x_train, splits.y_train, splits.x_val, splits.y_val)
     pop, why = make_population(
         lambda: plan.make_net(r0, members, splits), members, data, splits.task,

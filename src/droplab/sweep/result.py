@@ -251,7 +251,8 @@ def small_validation(rows: Sequence[Mapping[str, Any]], best: str | None, metric
         return None
     top = next(r for r in rows if r["key"] == best)
     hint = ("the validation split may be too small to tell the configurations apart; select by "
-            "val_loss (metric='val_loss'), or give more validation data (cross-validation)")
+            "val_loss (metric='val_loss'), or give more validation data (cross-validation: "
+            "run_sweep(..., folds=5), droplab sweep --folds 5)")
     ties = [k for k, m in means.items() if k != best and m == means[best]]
     if ties:
         return f"the best {metric} ({means[best]:.4f}) is tied by {len(ties)} other configuration(s): {hint}"

@@ -116,7 +116,8 @@ class Population:
             population with random layers, torch.func draws the masks for the whole stack, so
             the remaining members draw other (equally distributed) masks after a compaction.
             Either way a run is reproducible: the same members and seeds give the same bits.
-        groups: per-member data sets (an :class:`MLPNet` population only): member ``i`` trains
+        groups: per-member data sets (an :class:`MLPNet` or :class:`ModuleNet` population; the
+            folds of :mod:`droplab.sweep.folds`): member ``i`` trains
             and is evaluated on ``x[groups[i]]``, with the data tensors carrying a leading group
             axis ``(G, n, ...)`` (for example one standardized training set per split of a
             benchmark, every split's runs in one population). Default ``None``: one data set.
@@ -169,8 +170,10 @@ class Population:
         x, y, xv, yv = data
         self.groups = None if groups is None else [int(g) for g in groups]
         if self.groups is not None:
-            if not isinstance(net, MLPNet):
-                raise ConfigError("per-member data sets (groups) need an MLPNet population")
+            if not isinstance(net, (MLPNet, ModuleNet)):
+                raise ConfigError("per-member data sets (groups) need an MLPNet or ModuleNet population")
+            if isinstance(net, ModuleNet):
+                net.per_member_inputs = True  # predict() then takes one input set per member
             if len(self.groups) != self.k:
                 raise ConfigError(f"groups must give one data set per member: {self.k} members, got {len(self.groups)}")
             bad = [g for g in self.groups if not 0 <= g < len(x)]
@@ -544,7 +547,7 @@ class Population:
         total = torch.zeros(k, dtype=torch.float64, device=self.device)
         correct = torch.zeros(k, dtype=torch.long, device=self.device)
         sq = torch.zeros(k, dtype=torch.float64, device=self.device)  # gaussian: the mean's error
-        extra = self.extra_metrics if self.groups is None else ()
+        extra = self.extra_metrics
         outs: list[torch.Tensor] = []  # the outputs, for the extra metrics
         step = self.cfg.eval_batch_size
         if isinstance(self.net, MLPNet) and self.device.type == "cpu":
@@ -588,9 +591,10 @@ class Population:
                 for j in range(k):
                     # a Gaussian head's means are its first columns; an undefined metric (AUROC
                     # of a validation split with one class) is NaN, not a failed sweep
-                    out_j = full[j][:, : y.shape[1]] if name == "mae" else full[j]
+                    y_j = y if self.groups is None else y[j]  # per-member data sets: member j's
+                    out_j = full[j][:, : y_j.shape[-1]] if name == "mae" else full[j]
                     try:
-                        values.append(fn(out_j, y))
+                        values.append(fn(out_j, y_j))
                     except DataError:
                         values.append(math.nan)
                 more[name] = values

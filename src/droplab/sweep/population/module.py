@@ -34,6 +34,9 @@ class ModuleNet(_Net):
             regularizer (``regularization()``), which ``functional_call`` cannot reach.
     """
 
+    #: Train image models with channels-last inputs (True); False keeps vmap's default layout.
+    use_channels_last = True
+
     def __init__(self, build: Callable[[Member], nn.Module], members: Sequence[Member]) -> None:
         modules = []
         for m in members:
@@ -77,6 +80,12 @@ class ModuleNet(_Net):
             self._has_transpose = False
         self._grad_fn = None
         self._pred_fn = None
+        # Images (N, C, H, W) into a first Conv2d train in a channels-last layout (train_step).
+        first = next((m for m in template.modules() if next(m.parameters(recurse=False), None) is not None), None)
+        self.channels_last = isinstance(first, nn.Conv2d) and self.use_channels_last
+        # True when each member predicts on its own inputs (x of shape (K, N, ...)): a
+        # population with per-member data sets (groups) sets it.
+        self.per_member_inputs = False
         from droplab.train.schedules import scheduled_layers
 
         # Members share the module configuration, so one schedule drives the template's layers.
@@ -124,23 +133,39 @@ class ModuleNet(_Net):
             def grad_binary(p, b, x, y):
                 return grad_and_value(loss)(p, b, x, y, "binary")
 
+            grads = {"classification": grad_cls, "regression": grad_reg, "gaussian": grad_gauss,
+                     "binary": grad_binary}
+            # Images may come with the member axis second (x_dim 1, see train_step).
             self._grad_fn = {
-                "classification": vmap(grad_cls, randomness="different"),
-                "regression": vmap(grad_reg, randomness="different"),
-                "gaussian": vmap(grad_gauss, randomness="different"),
-                "binary": vmap(grad_binary, randomness="different"),
+                (task, x_dim): vmap(fn, in_dims=(0, 0, x_dim, 0), randomness="different")
+                for task, fn in grads.items() for x_dim in (0, 1)
             }
-            self._pred_fn = vmap(
-                lambda p, b, x: functional_call(template, (p, b), (x,)),
-                in_dims=(0, 0, None),
-                randomness="different",
-            )
+            self._pred_fn = {
+                shared: vmap(
+                    lambda p, b, x: functional_call(template, (p, b), (x,)),
+                    in_dims=(0, 0, None if shared else 0),
+                    randomness="different",
+                )
+                for shared in (True, False)
+            }
         return self._grad_fn, self._pred_fn
 
     def train_step(self, P, buffers, x, y, u, task):
         grad_fn, _ = self._functions()
         self.template.train()
-        grads, losses = grad_fn[task](P, buffers, x, y)
+        x_dim = 0
+        if self.channels_last and x.dim() == 5:
+            # (K, B, C, H, W) -> the same values laid out (B, H, W, K, C) and passed with the
+            # member axis at dim 1: vmap's grouped convolution then reads its (B, K*C, H, W)
+            # input as a channels-last view instead of a permuted copy, and oneDNN's
+            # channels-last grouped kernels are faster (see benchmarks/user_model_sweep.py).
+            x = x.permute(1, 3, 4, 0, 2).contiguous().permute(0, 3, 4, 1, 2)
+            x_dim = 1
+        grads, losses = grad_fn[task, x_dim](P, buffers, x, y)
+        # A gradient may come in another memory layout than its parameter (a convolution's
+        # weight gradient channels-last); the population's fused optimizers (Adam, SGD) then
+        # step the wrong elements (tests/sweep/test_module_layout.py), so give it the parameter's.
+        grads = {n: g if g.is_contiguous() else g.contiguous() for n, g in grads.items()}
         return losses.detach(), grads
 
     @torch.no_grad()
@@ -148,7 +173,7 @@ class ModuleNet(_Net):
         _, pred_fn = self._functions()
         self.template.eval()
         try:
-            return pred_fn(P, buffers, x)
+            return pred_fn[not self.per_member_inputs](P, buffers, x)
         finally:
             self.template.train()
 
