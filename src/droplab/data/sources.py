@@ -29,6 +29,7 @@ from droplab._checks import (
     did_you_mean,
 )
 from droplab.data.splits import check_finite
+from droplab.data.tasks import MAX_AUTO_CLASSES  # the one limit: more integer values are counts
 from droplab.errors import ConfigError, DataError, DroplabWarning
 
 __all__ = [
@@ -44,9 +45,6 @@ __all__ = [
     "make_sine",
 ]
 
-#: A CSV/NPZ target whose values are all integers is a class label when it has at most this
-#: many distinct values (and ``task`` is not given); otherwise it is a regression target.
-MAX_AUTO_CLASSES = 20
 
 
 @dataclass
