@@ -31,7 +31,7 @@ from torch import Tensor
 
 from droplab._checks import check_rank
 from droplab.functional.random import rand
-from droplab.functional.unit import _normalize_axes, alpha_dropout, dropout, spatial_dropout
+from droplab.functional.unit import _alpha_affine, _normalize_axes, alpha_dropout, dropout, spatial_dropout
 
 __all__ = [
     "is_member_batched",
@@ -40,10 +40,6 @@ __all__ = [
     "member_alpha_dropout",
     "member_feature_alpha_dropout",
 ]
-
-# SELU's saturation value alpha' = -lambda * alpha (Klambauer et al. 2017, eq. 2), as in unit.py.
-_ALPHA_PRIME = -1.0507009873554804934193349852946 * 1.6732632423543772848170429916717
-
 
 def is_member_batched(p: Tensor) -> bool:
     """Whether ``p`` is a member batch inside ``torch.func`` (one rate per member)."""
@@ -139,10 +135,7 @@ def member_alpha_dropout(
                              generator=generator)
     if not training:
         return x
-    a = ((1.0 - p) * (1.0 + p * _ALPHA_PRIME**2)) ** -0.5
-    b = -a * p * _ALPHA_PRIME
-    keep = _keep(_shape(x, shared_axes), p, x, generator).to(x.dtype)
-    return x * (keep * a) + (keep * (-a * _ALPHA_PRIME) + (a * _ALPHA_PRIME + b))
+    return _alpha_affine(x, _keep(_shape(x, shared_axes), p, x, generator).to(x.dtype), p)
 
 
 def member_feature_alpha_dropout(

@@ -364,12 +364,17 @@ def alpha_dropout(
     axes = _normalize_axes(check_shared_axes(shared_axes), x)
     if not training or p == 0.0:
         return x
+    shape = [1 if d in axes else size for d, size in enumerate(x.shape)]
+    return _alpha_affine(x, _keep_mask(shape, p, x, generator).to(x.dtype), p)
+
+
+def _alpha_affine(x: Tensor, keep: Tensor, p: float | Tensor) -> Tensor:
+    """``a * (keep ? x : alpha') + b``: alpha dropout's output for a 0/1 ``keep`` mask (Klambauer
+    et al. 2017, section 3); ``p`` a float or a 0-dim tensor (one rate per population member)."""
     a = ((1.0 - p) * (1.0 + p * _ALPHA_PRIME**2)) ** -0.5
     b = -a * p * _ALPHA_PRIME
-    shape = [1 if d in axes else size for d, size in enumerate(x.shape)]
-    keep = _keep_mask(shape, p, x, generator).to(x.dtype)
-    # a * (keep ? x : alpha') + b, written with x as the first operand of a product so the
-    # output keeps x's memory format (torch.where takes the mask's, a contiguous one).
+    # x is the first operand of a product so the output keeps x's memory format (torch.where
+    # takes the mask's, a contiguous one).
     return x * (keep * a) + (keep * (-a * _ALPHA_PRIME) + (a * _ALPHA_PRIME + b))
 
 
