@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import html
 import math
+import os
+import pathlib
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["render_page", "finding_figure"]
+__all__ = ["render_page", "finding_figure", "write_page"]
 
 _CSS = """
 :root { --ink:#1f2328; --muted:#59636e; --line:#d8dee4; --panel:#f6f8fa;
@@ -258,3 +260,25 @@ Published numbers marked (S) were confirmed only through agreeing secondary copi
 </body>
 </html>
 """
+
+
+def write_page(html_path: str | os.PathLike[str], page: str, json_text: str) -> tuple[pathlib.Path, pathlib.Path]:
+    """Write an HTML page and, beside it, its JSON (same name, ``.json``); return both paths.
+
+    Raises:
+        StoreError: a file cannot be written.
+    """
+    from droplab.errors import StoreError
+
+    path = pathlib.Path(html_path)
+    json_path = path.with_suffix(".json")
+    if json_path == path:
+        json_path = path.with_name(path.name + ".json")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(page, encoding="utf-8")
+        json_path.write_text(json_text + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise StoreError(f"cannot write the report to {path}: {exc.strerror}") from None
+    return path, json_path
+

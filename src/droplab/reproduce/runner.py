@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from droplab._checks import check_choice, check_positive_int
-from droplab.errors import ConfigError, StoreError
+from droplab.errors import ConfigError
 from droplab.reproduce.findings import FINDINGS, SIZES, Context, Finding
 
 __all__ = ["Report", "reproduce", "parse_only", "print_table", "COST_SCALE"]
@@ -148,22 +148,9 @@ class Report:
         Raises:
             StoreError: a file cannot be written.
         """
-        from droplab.reproduce.html import render_page
+        from droplab.reproduce.html import render_page, write_page
 
-        path = pathlib.Path(html_path)
-        json_path = path.with_suffix(".json")
-        if json_path == path:
-            json_path = path.with_name(path.name + ".json")
-        page = render_page(self)
-        try:
-            if path.parent:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(page, encoding="utf-8")
-            json_path.write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n",
-                                 encoding="utf-8")
-        except OSError as exc:
-            raise StoreError(f"cannot write the report to {path}: {exc.strerror}") from None
-        return path, json_path
+        return write_page(html_path, render_page(self), json.dumps(self.to_dict(), indent=1, allow_nan=False))
 
 
 def _machine(threads: int) -> dict[str, Any]:

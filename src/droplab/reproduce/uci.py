@@ -63,7 +63,7 @@ import numpy as np
 import torch
 
 from droplab._checks import check_choice, check_positive_int
-from droplab.errors import ConfigError, DataError, StoreError
+from droplab.errors import ConfigError, DataError
 
 __all__ = [
     "UCIProtocol",
@@ -759,18 +759,7 @@ def write_results(results: Sequence[UCIResult], html_path: Any) -> tuple[Any, An
     Raises:
         StoreError: a file cannot be written.
     """
-    import pathlib
-
+    from droplab.reproduce.html import write_page
     from droplab.reproduce.uci_html import render_uci_page
 
-    path = pathlib.Path(html_path)
-    json_path = path.with_suffix(".json")
-    if json_path == path:
-        json_path = path.with_name(path.name + ".json")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(render_uci_page(results, paired_differences(results)), encoding="utf-8")
-        json_path.write_text(results_json(results) + "\n", encoding="utf-8")
-    except OSError as exc:
-        raise StoreError(f"cannot write the report to {path}: {exc.strerror}") from None
-    return path, json_path
+    return write_page(html_path, render_uci_page(results, paired_differences(results)), results_json(results))
