@@ -129,6 +129,21 @@ def test_mc_passes_chunking_does_not_change_the_draws():
         next(pop.net.mc_passes(pop.params, xk, 3, seeds[:1]))
 
 
+def test_mc_passes_in_blocks_of_examples_leave_the_inputs_alone():
+    """A pass larger than the budget runs in blocks of examples; the blocks draw the masks a
+    whole pass draws (consecutive counters), and the caller's inputs are not written to."""
+    pop, members, x = _trained()
+    seeds = [m.seed for m in members]
+    xk = x[[m.params["group"] for m in members], :10].contiguous()
+    before = xk.clone()
+    whole = torch.cat([o for _, o in pop.net.mc_passes(pop.params, xk, 4, seeds)], 1)
+    per_example = 4 * len(members) * (sum(pop.net.widths) + max(pop.net.widths))
+    blocks = [(t0, o) for t0, o in pop.net.mc_passes(pop.params, xk, 4, seeds, budget_bytes=3 * per_example)]
+    assert [t0 for t0, _ in blocks] == [0, 1, 2, 3] and blocks[0][1].shape == (len(members), 1, 10, 1)
+    torch.testing.assert_close(whole, torch.cat([o for _, o in blocks], 1), rtol=1e-5, atol=1e-6)
+    assert torch.equal(xk, before)
+
+
 def test_mc_passes_drop_units_at_each_members_rate():
     """Input dropout only on a linear probe: the share of dropped inputs matches p per member."""
     spec = ModelSpec(kind="mlp", hidden=(), dropout={"input": 0.0})

@@ -435,8 +435,11 @@ class MLPNet(_Net):
         per_member = x.dim() == len(self.input_shape) + 2
         x = (x.flatten(2) if per_member else x.flatten(1).unsqueeze(0)).to(P["W0"].dtype)
         n = x.shape[1]
-        row_bytes = 4 * k * n * (sum(self.widths) + max(self.widths))
-        chunk = max(1, min(passes, budget_bytes // max(row_bytes, 1)))
+        example_bytes = 4 * k * (sum(self.widths) + max(self.widths))  # one example, one pass
+        chunk = max(1, min(passes, budget_bytes // max(example_bytes * n, 1)))
+        # A pass that does not fit the budget runs in blocks of examples: fresh multi-MiB
+        # buffers per op would fault in every page (most of the time went to the kernel).
+        block = n if chunk > 1 else max(1, min(n, budget_bytes // max(example_bytes, 1)))
         act = _ACTS[self.activation]
         distinct = sorted({int(s) for s in seeds})
         # Members that share a seed share their draws (nested masks across rates). When most
@@ -454,26 +457,45 @@ class MLPNet(_Net):
             _, scale, _ = batched_dropout_params(rates, mode=self.modes[col])
             dev = P["W0"].device
             positions[layer_input] = (col, stream, thr.view(k, 1, 1).to(dev), scale.view(k, 1, 1).to(dev))
+        # One buffer per layer input, reused by every chunk and block (written with out=):
+        # no allocation, hence no page faults, in the loop. Only the yielded outputs are new.
+        rows_max = min(chunk, passes) * block
+        bufs = [torch.empty(k * rows_max * w, dtype=x.dtype, device=x.device) for w in self.widths[:-1]]
+        u_buf = torch.empty(k * rows_max * max(self.widths[:-1]), dtype=x.dtype, device=x.device)
         for t0 in range(0, passes, chunk):
             t = min(chunk, passes - t0)
-            h = x.unsqueeze(1).expand(k, t, n, x.shape[-1]).reshape(k, t * n, x.shape[-1])
-            for i in range(self.depth):
-                if i in positions:
-                    col, stream, thr, scale = positions[i]
-                    width = h.shape[-1]
-                    if not shared:
-                        h = counter_dropout(
-                            h, self.rates[:, col], stream, scale=self.modes[col] == "inverted", offset=t0 * n * width
-                        )
-                    elif bool((self.rates[:, col] > 0).any()):
-                        u = counter_uniform((len(distinct), t * n, width), stream, offset=t0 * n * width,
-                                            device=h.device)
-                        u = u.index_select(0, seed_index)
-                        h = h * batched_dropout_mask(u, thr, scale, out=u)
-                h = _baddbmm(P[f"b{i}"], h, P[f"W{i}"])
-                if i < self.depth - 1:
-                    h = h.relu_() if self.activation == "relu" else act(h)
-            yield t0, h.view(k, t, n, -1)
+            outs = []
+            for n0 in range(0, n, block):
+                nb = min(block, n - n0)
+                rows = t * nb
+                # (t passes x all examples) or (one pass x a block): either way the block's
+                # draws are consecutive counters, from the first element's index on
+                h = bufs[0][: k * rows * x.shape[-1]].view(k, t, nb, x.shape[-1])
+                h = h.copy_(x[:, n0 : n0 + nb].unsqueeze(1).expand(k, t, nb, x.shape[-1])).view(k, rows, -1)
+                for i in range(self.depth):
+                    if i in positions:
+                        col, stream, thr, scale = positions[i]
+                        width = h.shape[-1]
+                        offset = (t0 * n + n0) * width
+                        if not shared:
+                            h = counter_dropout(
+                                h, self.rates[:, col], stream, scale=self.modes[col] == "inverted", offset=offset
+                            )
+                        elif bool((self.rates[:, col] > 0).any()):
+                            u = counter_uniform((len(distinct), rows, width), stream, offset=offset, device=h.device)
+                            mask = u_buf[: k * rows * width].view(k, rows, width)
+                            torch.index_select(u, 0, seed_index, out=mask)
+                            h.mul_(batched_dropout_mask(mask, thr, scale, out=mask))
+                    W = P[f"W{i}"]
+                    if i < self.depth - 1 and not _narrow(h, W):
+                        out = bufs[i + 1][: k * rows * W.shape[2]].view(k, rows, W.shape[2])
+                        h = torch.baddbmm(P[f"b{i}"], h, W, out=out)
+                    else:
+                        h = _baddbmm(P[f"b{i}"], h, W)
+                    if i < self.depth - 1:
+                        h = h.relu_() if self.activation == "relu" else act(h)
+                outs.append(h.view(k, t, nb, -1))
+            yield t0, outs[0] if len(outs) == 1 else torch.cat(outs, 2)
 
 
 def _member_schedules(spec: Any, positions: list[tuple[str, int]], members: Sequence[Member]) -> list[list[Any]]:
