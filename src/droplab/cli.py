@@ -424,7 +424,8 @@ def _add_reproduce_uci(sub: argparse._SubParsersAction) -> None:
                    "(default: droplab's cache, downloaded when missing)")
     p.add_argument("--datasets", metavar="LIST", help="names separated by commas (default: all nine)")
     p.add_argument("--methods", metavar="LIST", default="mc_dropout",
-                   help="mc_dropout (default), deterministic, deep_ensembles, separated by commas")
+                   help="mc_dropout (default), deterministic, deep_ensembles, concrete_dropout, "
+                   "separated by commas")
     p.add_argument("--quick", action="store_true", help="a first look: 5%% of the epochs (200; protein "
                    "100), 5 splits, 200 validation and 1,000 test MC passes (not the published protocol)")
     p.add_argument("--epoch-multiplier", type=float, help="epochs = n_epochs x this (default 100)")

@@ -19,7 +19,7 @@ from droplab._checks import (
     check_probability,
 )
 from droplab.errors import ConfigError
-from droplab.functional.concrete import concrete_dropout
+from droplab.functional.concrete import concrete_dropout, concrete_regularization
 from droplab.nn._base import StochasticLayer
 
 __all__ = ["ConcreteDropout"]
@@ -153,13 +153,8 @@ class ConcreteDropout(StochasticLayer):
         if not tensors:
             raise ConfigError("regularization needs at least one weight tensor, got none")
         sum_sq = sum(t.pow(2).sum() for t in tensors)
-        # p, 1 - p and their logs from the logit directly: accurate and finite for any logit.
-        p, q = torch.sigmoid(self.p_logit), torch.sigmoid(-self.p_logit)
-        log_p = nn.functional.logsigmoid(self.p_logit)
-        log_q = nn.functional.logsigmoid(-self.p_logit)
-        weight_term = self.weight_regularizer * sum_sq / q
-        neg_entropy = p * log_p + q * log_q
-        return weight_term + self.dropout_regularizer * input_dim * neg_entropy
+        return concrete_regularization(self.p_logit, sum_sq, input_dim, self.weight_regularizer,
+                                       self.dropout_regularizer)
 
     def extra_repr(self) -> str:
         return (

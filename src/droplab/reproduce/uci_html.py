@@ -30,6 +30,8 @@ def _pm(mean: float, se: float | None, digits: int = 3) -> str:
 
 def _num(value: Any, spec: str) -> str:
     """A number formatted with ``spec``, or a dash where a method has none (deep ensembles: no tau)."""
+    if isinstance(value, (list, tuple)):  # concrete dropout: the learned rate of each layer
+        return ", ".join(format(v, spec) for v in value)
     return "–" if value is None else format(value, spec)
 
 
