@@ -472,10 +472,12 @@ class ModulePlan:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             model = self._make(params, config_key(params))
-        # ModuleNet's rule: scheduled layers keep one shared rate, so they stay in the signature.
-        if not scheduled_layers(model):
-            rates_as_buffers(model)
-        attrs = []
+        rates_as_buffers(model)
+        # ModuleNet's rule: a schedule of a layer with a rate buffer is per member; the others
+        # are shared by a population, so they are part of its group.
+        attrs: list = [
+            ("schedule", str(s), p) for layer, p, s in scheduled_layers(model) if "rate" not in layer._buffers
+        ]
         for name, mod in model.named_modules():
             own = {
                 k: v for k, v in vars(mod).items()
