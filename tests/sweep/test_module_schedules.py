@@ -8,6 +8,7 @@ import torch
 from _toy import toy_tensors
 
 from droplab.models import ModelSpec, build_model, parse_dropout
+from droplab.nn.schedule import RateSchedule
 from droplab.sweep import run_sweep
 from droplab.sweep.population import Member, ModuleNet, Population
 from droplab.train import TrainConfig, Trainer
@@ -64,6 +65,18 @@ def test_each_member_follows_its_own_schedule_exactly_as_its_run_alone():
     # The schedules made a difference: early@1 is off from the second epoch, cosine ramps up.
     assert seen[2][0][0] == 0.2 and seen[3][0][0] == 0.0
     assert seen[0][0][2] == 0.0 and 0.0 < seen[1][0][2] < seen[2][0][2]
+
+
+def test_members_that_leave_the_stack_take_their_schedules_with_them():
+    members = [Member(f"c{i}", cfg, 0, TRAIN) for i, cfg in enumerate(CONFIGS)]
+    net = ModuleNet(lambda m: _build(m.params), members)
+    net.update_schedule(1, 3)
+    name = sorted(net._rows_scheduled)[0]
+    assert net._scheduled_rates[name].tolist() == [0.0, 0.5, 0.5 * RateSchedule.parse("cosine@5step").factor(3), 0.3]
+    net.select_rows(torch.tensor([3, 1]))
+    assert net._scheduled_rates[name].tolist() == [0.3, 0.5]
+    net.update_schedule(2, 6)  # early@2 ends after two epochs
+    assert net._scheduled_rates[name].tolist() == [0.3, 0.0]
 
 
 def _sweep():

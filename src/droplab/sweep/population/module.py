@@ -221,11 +221,10 @@ def _member_schedules(modules: Sequence[nn.Module]) -> tuple[list, dict[str, lis
             if "rate" in layer._buffers:
                 buffer = f"{name}.rate" if name else "rate"
                 per_member.setdefault(buffer, [None] * len(modules))[k] = (p, schedule)
-            elif k == 0:
-                shared.append((layer, p, schedule))
-                own.append((name, p, schedule))
             else:
                 own.append((name, p, schedule))
+                if k == 0:
+                    shared.append((layer, p, schedule))
         if k == 0:
             first = own
         elif own != first:
