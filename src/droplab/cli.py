@@ -141,6 +141,7 @@ def _run_train(args: argparse.Namespace) -> int:
         return _run_ensemble(args, config)
     if args.save:  # before training: a run must not be lost to a path it cannot be saved to
         check_writable_file("model file", args.save)
+    _say_task(config.data, args.quiet)
     result = train_run(config, callbacks=[ProgressBar(quiet=args.quiet)])
     if args.save:
         save_model(args.save, result)
@@ -150,6 +151,16 @@ def _run_train(args: argparse.Namespace) -> int:
     else:
         _print_train_summary(summary, args.save)
     return 130 if result.fit.stop_reason == "interrupted" else 0
+
+
+def _say_task(data, quiet: bool) -> None:
+    """One line on stderr: the task inferred for a CSV/NPZ target when --task is not given, and why."""
+    if quiet or data.name not in ("csv", "npz") or data.task is not None:
+        return
+    reason = data.load().info.get("task_reason")
+    if reason:
+        print(f"droplab: {data.name} target: {reason} (--task classification, binary or regression "
+              f"overrides it)", file=sys.stderr)
 
 
 def _print_train_summary(summary: dict, saved: str | None) -> None:
@@ -293,6 +304,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
         if getattr(args, key) is not None:
             changes[key] = getattr(args, key)
     config = config.replace(**changes)
+    _say_task(config.data, args.quiet)
     result = run_sweep(config, progress=not args.quiet)
     if args.json:
         print(json.dumps(result.to_dict(), default=str))

@@ -95,7 +95,8 @@ FLAGS: tuple[Flag, ...] = (
     _data("--data-dir", "data_dir", str, "folder holding the dataset files (fashion_mnist)"),
     _data("--data", "path", str, "file for --dataset csv or npz", metavar="PATH"),
     _data("--target", "target", str, "target column of a CSV file"),
-    _data("--task", "task", str, "classification, binary (a two-valued target, one logit, BCE) or regression (default: inferred from the labels)"),
+    _data("--task", "task", str, "classification, binary (a two-valued target, one logit, BCE) or regression (default: inferred and "
+          "said on stderr: integer labels exactly 0..K-1 are classes; 1..K, gaps, counts and floats regression)"),
     _data("--val-fraction", "val_fraction", float, "fraction of the training data held out for validation (default 0.1)"),
     _data("--data-seed", "seed", int, "seed of the split, subsample and corruptions (train: default --seed; sweep: 0)"),
     _data("--subsample", "subsample", int, "keep this many training examples"),

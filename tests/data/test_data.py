@@ -296,8 +296,17 @@ def test_csv_string_labels_mapping_and_task_inference(tmp_path):
     assert s.info["classes"] == ["apple", "setosa", "virginica"]
     assert s.input_shape == (2,) and s.info["features"] == ["a", "b"]
     ints = ["f,t"] + [f"{i},{(i % 4) * 10}" for i in range(40)]
+    # Integers that are not exactly 0..K-1 are values (infer_task's rule); task= makes them classes.
     s = load_dataset("csv", path=_csv(tmp_path, "\n".join(ints), "i.csv"), target="t")
+    assert s.task == "regression" and "with gaps" in s.info["task_reason"]
+    s = load_dataset("csv", path=_csv(tmp_path, "\n".join(ints), "i.csv"), target="t", task="classification")
     assert s.task == "classification" and s.info["classes"] == [0, 10, 20, 30]
+    one_k = ["f,t"] + [f"{i},{i % 3 + 1}" for i in range(30)]
+    s = load_dataset("csv", path=_csv(tmp_path, "\n".join(one_k), "k.csv"), target="t")
+    assert s.task == "regression" and "task='classification' reads them as 3 classes" in s.info["task_reason"]
+    zero_k = ["f,t"] + [f"{i},{i % 3}" for i in range(30)]
+    s = load_dataset("csv", path=_csv(tmp_path, "\n".join(zero_k), "z.csv"), target="t")
+    assert s.task == "classification" and s.info["task_reason"] == "integer labels 0..2: 3-class classification"
     s = load_dataset("csv", path=_csv(tmp_path, "\n".join(ints), "i.csv"), target="t",
                      task="regression")
     assert s.task == "regression" and s.y_train.dtype == torch.float32
@@ -338,7 +347,8 @@ def test_npz_own_test_split_and_label_coding(tmp_path):
     y = y * 5 + 1  # labels 1, 6, 11
     xt = np.zeros((9, 3))
     p = _write_npz(tmp_path / "t.npz", feats=x, lab=y, feats_test=xt, lab_test=np.array([1, 6, 11] * 3))
-    s = load_dataset("npz", path=p, x_key="feats", y_key="lab")
+    assert load_dataset("npz", path=p, x_key="feats", y_key="lab").task == "regression"  # not 0..K-1
+    s = load_dataset("npz", path=p, x_key="feats", y_key="lab", task="classification")
     assert len(s.x_test) == 9 and s.info["test_split"] == "the dataset's own test split"
     assert s.info["classes"] == [1, 6, 11] and s.y_test.tolist() == [0, 1, 2] * 3
     assert len(s.x_train) + len(s.x_val) == 200
@@ -360,7 +370,7 @@ def test_npz_errors(tmp_path):
     with pytest.raises(DataError, match=r"has 'x_test' but not 'y_test'"):
         load_dataset("npz", path=_write_npz(tmp_path / "e.npz", x=x, y=y, x_test=x))
     with pytest.raises(DataError, match=r"classification needs at least two classes, found 1"):
-        load_dataset("npz", path=_write_npz(tmp_path / "f.npz", x=x, y=np.zeros(10, dtype=int)))
+        load_dataset("npz", path=_write_npz(tmp_path / "f.npz", x=x, y=np.zeros(10, dtype=int)), task="classification")
     with pytest.raises(DataError, match=r"test labels include classes absent from the training data: \[5\]"):
         load_dataset("npz", path=_write_npz(tmp_path / "g.npz", x=x, y=y, x_test=x[:2], y_test=np.array([0, 5])))
     missing = tmp_path / "none.npz"

@@ -29,7 +29,7 @@ from droplab._checks import (
     did_you_mean,
 )
 from droplab.data.splits import check_finite
-from droplab.data.tasks import MAX_AUTO_CLASSES  # the one limit: more integer values are counts
+from droplab.data.tasks import MAX_AUTO_CLASSES, InferredTask, infer_task
 from droplab.errors import ConfigError, DataError, DroplabWarning
 
 __all__ = [
@@ -272,6 +272,18 @@ def _is_integral(values: list[float]) -> bool:
     return all(np.isfinite(v) and float(v).is_integer() for v in values)
 
 
+def _file_task(y: np.ndarray) -> InferredTask:
+    """The task of a file's numeric target when none is given: :func:`infer_task`'s rule for
+    integer targets (labels exactly ``0..K-1``, ``K <=`` :data:`MAX_AUTO_CLASSES`, are classes;
+    ``1..K``, gaps, negatives and more values are regression); booleans are two classes, floats
+    regression (a file's float 0/1 target becomes one logit only with ``task="binary"``)."""
+    if y.dtype == np.bool_:
+        return InferredTask("classification", "a boolean target: 2-class classification")
+    if not np.issubdtype(y.dtype, np.integer):
+        return InferredTask("regression", f"a {y.dtype} target: regression")
+    return infer_task(y)
+
+
 def load_csv(
     path: str | os.PathLike[str], target: str | None, task: str | None = None
 ) -> RawData:
@@ -279,10 +291,12 @@ def load_csv(
 
     Every column other than ``target`` is a feature and must be numeric (an empty cell is
     NaN, which is then reported); an empty target cell is refused too. The task, unless
-    given, is classification when the target has a non-numeric value, or only integer
-    values with at most :data:`MAX_AUTO_CLASSES` distinct ones; regression otherwise. Class
-    labels are coded ``0..K-1`` in sorted order (numeric order for numbers) and the original
-    labels kept in ``classes``.
+    given, is classification when the target has a non-numeric value, or integer values that
+    are exactly ``0..K-1`` (at most :data:`MAX_AUTO_CLASSES` classes: the rule of
+    :func:`droplab.data.infer_task`); regression otherwise, labels ``1..K`` included (give
+    ``task="classification"``). ``info["task_reason"]`` says why. Class labels are coded
+    ``0..K-1`` in sorted order (numeric order for numbers) and the original labels kept in
+    ``classes``.
 
     Args:
         path: the file.
@@ -351,14 +365,14 @@ def load_csv(
         )
     numeric = [_as_float(v) for v in raw_target]
     all_numeric = all(v is not None and np.isfinite(v) for v in numeric)
+    info: dict[str, Any] = {"source": str(path), "target": target, "features": features}
     if task is None:
         if not all_numeric:
-            task = "classification"
-        elif _is_integral(numeric) and len(set(numeric)) <= MAX_AUTO_CLASSES:
-            task = "classification"
-        else:
-            task = "regression"
-    info: dict[str, Any] = {"source": str(path), "target": target, "features": features}
+            inferred = InferredTask("classification", "a target with non-numeric values: classes")
+        else:  # integral text is integers: labels 0..K-1 are classes, other integers values
+            values = np.asarray(numeric)
+            inferred = _file_task(values.astype(np.int64) if _is_integral(numeric) else values)
+        task, info["task_reason"] = inferred
     if task == "regression":
         if not all_numeric:
             bad = next(i for i, v in enumerate(numeric) if v is None or not np.isfinite(v))
@@ -395,7 +409,9 @@ def load_npz(
     ``x_key`` holds inputs ``(N, *shape)`` (a 1-D array is one feature, ``(N, 1)``), ``y_key``
     targets ``(N,)`` or ``(N, k)``. If the file also holds ``<x_key>_test`` and
     ``<y_key>_test`` they are the test split; otherwise one is carved. Task, unless given:
-    integer or boolean ``y`` is classification, floating ``y`` regression. Standardization is
+    integer ``y`` with values exactly ``0..K-1`` and boolean ``y`` are classification; other
+    integers (``1..K``, gaps, counts) and floating ``y`` regression; ``info["task_reason"]``
+    says why. Standardization is
     per feature for 2-D ``x`` and global for higher ranks (images, signals with channels).
 
     Args:
@@ -449,9 +465,9 @@ def load_npz(
             f"{path}: {x_key + '_test'!r} examples have shape {x_test.shape[1:]}, "
             f"expected {x.shape[1:]} like {x_key!r}"
         )
+    info = {"source": str(path), "x_key": x_key, "y_key": y_key}
     if task is None:
-        integer = np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_
-        task = "classification" if integer else "regression"
+        task, info["task_reason"] = _file_task(y)
     classes = None
     if task == "classification":
         if y.ndim != 1:
@@ -467,7 +483,7 @@ def load_npz(
     return RawData(
         task=task, x=x, y=y, x_test=x_test, y_test=y_test,
         standardize_mode="feature" if x.ndim == 2 else "global",
-        classes=classes, info={"source": str(path), "x_key": x_key, "y_key": y_key},
+        classes=classes, info=info,
     )
 
 

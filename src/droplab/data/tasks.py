@@ -161,6 +161,8 @@ def infer_task(y: Any, n_outputs: int | None = None, *, task: str | None = None)
         why = f"{kind} with {k} distinct values (more than {MAX_AUTO_CLASSES}: counts, not classes)"
     elif not is_int:
         why = f"float targets with {k} distinct values"
+    elif np.array_equal(values, np.arange(1, k + 1)):
+        why = f"integers 1..{k}, not class labels 0..K-1 (task='classification' reads them as {k} classes)"
     else:
         why = f"{kind} with gaps (values {values[:8].astype(np.int64).tolist()}, not 0..K-1)"
     return InferredTask("regression", f"{why}: regression")

@@ -88,6 +88,24 @@ def _strength(rates: Sequence[float], cfg: TrainConfig) -> tuple:
     return selection.strength(rates, weight_decay=cfg.weight_decay, l2=cfg.l2, l1=cfg.l1, max_norm=cfg.max_norm)
 
 
+#: Spec layers built as droplab.nn.RATE_LAYERS (models/_dropout.make_dropout): their rates are
+#: per-member ``rate`` buffers in a ModuleNet population (droplab.nn.rates_as_buffers).
+_RATE_BUFFER_LAYERS = ("dropout", "classic", "alpha", "spatial")
+
+
+def _module_group_spec(spec) -> dict[str, Any]:
+    """The spec part of a :class:`ModuleNet` population's group: ``spec.to_dict()`` with the
+    rates and schedules of places whose layers hold their rate in a per-member buffer left out,
+    so configurations that differ only in those train as one population (as ``mlp_rates``
+    does for the batched MLP). Other layers' rates and schedules stay: they are shared."""
+    out = spec.to_dict()
+    for d in out["dropout"].values():
+        if d["layer"] in _RATE_BUFFER_LAYERS:
+            d["p"] = 0.0
+            d.pop("schedule", None)
+    return out
+
+
 class SpecPlan:
     """Configurations of droplab's own models: ``model``, ``model.*``, ``dropout.*``, ``train.*``, ``data.*``."""
 
@@ -207,7 +225,7 @@ class SpecPlan:
                 d.pop("schedule", None)  # per member: members with other schedules share a population
             group = {"net": "mlp", "spec": zeroed}
         else:
-            group = {"net": "module", "spec": spec.to_dict()}
+            group = {"net": "module", "spec": _module_group_spec(spec) if self.population else spec.to_dict()}
         group.update({"train": _group_train(train), "data": data})
         arch_params = {k: v for k, v in params.items() if k == "model" or k.startswith("model.")}
         return Resolved(
@@ -233,9 +251,10 @@ class SpecPlan:
     def builder(self, r: Resolved, splits) -> Callable[[Member], nn.Module]:
         from droplab.models import build_model
 
-        spec = r.spec
-
         def build(member: Member) -> nn.Module:
+            # Members of one ModuleNet population may come from other configurations (other
+            # rates, _module_group_spec): each builds its own spec.
+            spec = r.spec if member.key == r.key else self.resolve(member.params).spec
             return build_model(spec, splits.input_shape, splits.n_outputs)
 
         return build
@@ -472,10 +491,12 @@ class ModulePlan:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             model = self._make(params, config_key(params))
-        # ModuleNet's rule: scheduled layers keep one shared rate, so they stay in the signature.
-        if not scheduled_layers(model):
-            rates_as_buffers(model)
-        attrs = []
+        rates_as_buffers(model)
+        # ModuleNet's rule: a schedule of a layer with a rate buffer is per member; the others
+        # are shared by a population, so they are part of its group.
+        attrs: list = [
+            ("schedule", str(s), p) for layer, p, s in scheduled_layers(model) if "rate" not in layer._buffers
+        ]
         for name, mod in model.named_modules():
             own = {
                 k: v for k, v in vars(mod).items()

@@ -2,9 +2,11 @@
 
 ``stack_module_state`` + ``functional_call`` + ``vmap(grad_and_value(...),
 randomness="different")``; batch-norm statistics are stacked buffers. A module's dropout rate is
-an attribute, not a tensor, so the members of one population share the module configuration
-(rates included) and differ in seed and per-member training hyperparameters; their dropout
-draws are independent per member. A model vmap cannot run raises :class:`Unstackable`.
+held in a per-member ``rate`` buffer where the layer can (:func:`droplab.nn.rates_as_buffers`),
+so members differ in those rates and in their schedules over training, besides seed and
+per-member training hyperparameters; other rates are module configuration, shared by the
+members. Their dropout draws are independent per member. A model vmap cannot run raises
+:class:`Unstackable`.
 """
 
 from __future__ import annotations
@@ -44,13 +46,11 @@ class ModuleNet(_Net):
                 torch.manual_seed(m.seed)
                 modules.append(build(m))
         from droplab.nn import rates_as_buffers
-        from droplab.train.schedules import scheduled_layers
 
         # Dropout rates become per-member buffers, so models that differ only in their rates
-        # stack (one schedule drives scheduled layers instead: those keep one shared rate).
-        if not scheduled_layers(modules[0]):
-            for mod in modules:
-                rates_as_buffers(mod)
+        # (and in those rates' schedules, _member_schedules) stack.
+        for mod in modules:
+            rates_as_buffers(mod)
         signatures = {module_signature(mod) for mod in modules}
         if len(signatures) > 1:
             raise Unstackable("the configurations build modules of different structure")
@@ -86,16 +86,32 @@ class ModuleNet(_Net):
         # True when each member predicts on its own inputs (x of shape (K, N, ...)): a
         # population with per-member data sets (groups) sets it.
         self.per_member_inputs = False
-        from droplab.train.schedules import scheduled_layers
-
-        # Members share the module configuration, so one schedule drives the template's layers.
-        self._scheduled = scheduled_layers(template)
-        self.per_step_schedule = any(s.unit == "step" for _, _, s in self._scheduled)
+        # Scheduled layers with a rate buffer follow each member's own schedule (rows of
+        # _rows_scheduled); the others are shared, so one schedule drives the template's layer.
+        self._scheduled, self._rows_scheduled = _member_schedules(modules)
+        self._scheduled_rates: dict[str, torch.Tensor] = {}
+        units = [s.unit for _, _, s in self._scheduled]
+        units += [s.unit for rows in self._rows_scheduled.values() for _, s in rows if s is not None]
+        self.per_step_schedule = "step" in units
 
     def update_schedule(self, epoch: int, step: int) -> None:
         from droplab.train.schedules import apply_schedules
 
         apply_schedules(self._scheduled, epoch, step)
+        # Each member's rate as the DropoutScheduler of its run alone sets it: the same Python
+        # float (a float64 buffer holds it exactly), written into the buffers by train_step.
+        self._scheduled_rates = {
+            name: torch.tensor(
+                [p if s is None else s.rate(p, step if s.unit == "step" else epoch) for p, s in rows],
+                dtype=torch.float64,
+            )
+            for name, rows in self._rows_scheduled.items()
+        }
+
+    def select_rows(self, index: torch.Tensor) -> None:
+        rows = index.tolist()
+        self._rows_scheduled = {n: [r[i] for i in rows] for n, r in self._rows_scheduled.items()}
+        self._scheduled_rates = {n: t[index.cpu()] for n, t in self._scheduled_rates.items()}
 
     def init_params(self, members):
         return self._params, self._buffers
@@ -153,6 +169,10 @@ class ModuleNet(_Net):
     def train_step(self, P, buffers, x, y, u, task):
         grad_fn, _ = self._functions()
         self.template.train()
+        for name, rates in self._scheduled_rates.items():
+            # In place: the population's buffers then hold the rates of the last step, which
+            # evaluation and a stopped member's frozen weights read (as a run alone keeps them).
+            buffers[name].copy_(rates)
         x_dim = 0
         if self.channels_last and x.dim() == 5:
             # (K, B, C, H, W) -> the same values laid out (B, H, W, K, C) and passed with the
@@ -176,6 +196,45 @@ class ModuleNet(_Net):
             return pred_fn[not self.per_member_inputs](P, buffers, x)
         finally:
             self.template.train()
+
+
+def _member_schedules(modules: Sequence[nn.Module]) -> tuple[list, dict[str, list]]:
+    """The scheduled layers of stacked ``modules`` (one per member, built SpecModels).
+
+    Returns ``(shared, per_member)``: ``shared`` the ``(layer, base rate, schedule)`` targets of
+    the template whose layer has no ``rate`` buffer (all members must agree on them);
+    ``per_member`` ``{buffer name: [(base rate, schedule or None) per member]}`` for scheduled
+    layers with a rate buffer (:func:`droplab.nn.rates_as_buffers`).
+
+    Raises:
+        Unstackable: members schedule a layer without a rate buffer differently.
+    """
+    from droplab.train.schedules import scheduled_layers
+
+    shared: list = []
+    per_member: dict[str, list] = {}
+    for k, mod in enumerate(modules):
+        names = {id(m): n for n, m in mod.named_modules()}
+        own = []
+        for layer, p, schedule in scheduled_layers(mod):
+            name = names[id(layer)]
+            if "rate" in layer._buffers:
+                buffer = f"{name}.rate" if name else "rate"
+                per_member.setdefault(buffer, [None] * len(modules))[k] = (p, schedule)
+            else:
+                own.append((name, p, schedule))
+                if k == 0:
+                    shared.append((layer, p, schedule))
+        if k == 0:
+            first = own
+        elif own != first:
+            raise Unstackable("the members schedule the rate of a layer without a per-member rate differently")
+    for name, rows in per_member.items():
+        # A member whose own model leaves this layer unscheduled keeps its built rate.
+        for k, row in enumerate(rows):
+            if row is None:
+                rows[k] = (float(dict(modules[k].named_buffers())[name]), None)
+    return shared, per_member
 
 
 def module_signature(module: nn.Module) -> tuple:
