@@ -39,7 +39,12 @@ arXiv:1412.6806) at batch 32; wider convolutions lower the ratio. oneDNN's group
 is faster channels-last (20 members, forward and backward, single thread: 3.0 vs 4.6 ms for
 1->4 channels on 28x28, 1.7 vs 3.2 ms for 4->8 on 14x14), so ``ModuleNet`` feeds images into a
 first ``Conv2d`` channels-last (its ``train_step``): 5-9% less CPU time per population epoch of
-this benchmark, the same numbers. Measured and not taken: the convolution as unfold + batched
+this benchmark, the same numbers. The per-epoch validation pass of 20 members on 1000 images
+in chunks of 500 made 31 MB activations, which glibc maps afresh at each allocation (page faults:
+0.15-0.29 s of kernel time per population, 63-130 thousand faults); the population now
+evaluates in chunks of about 8 MiB of activations (``ModuleNet.activation_width``: 133 images
+here), 0.02 s of kernel time, 9 thousand faults, and the training batch is gathered with
+``index_select`` (0.45 vs 0.75 ms a step). Measured and not taken: the convolution as unfold + batched
 matmul (slower: 8.4-9.7 vs 4.2-6.9 ms per layer), a custom ``autograd.Function`` with its own
 vmap rule running the grouped convolution and its backward channels-last (slower: 14-16 vs
 9-11 ms for the two layers, the Python of torch.func's custom-function machinery), and

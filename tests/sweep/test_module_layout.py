@@ -62,3 +62,34 @@ def test_models_that_do_not_start_with_a_conv2d_keep_the_default_layout():
     members = [Member("a", {}, 0, TrainConfig())]
     net = ModuleNet(lambda m: nn.Sequential(nn.Flatten(), nn.Linear(16, 2)), members)
     assert net.channels_last is False
+
+
+def test_activation_width_is_the_widest_module_output_per_example():
+    members = [Member("a", {}, s, TrainConfig()) for s in (0, 1)]
+    net = ModuleNet(lambda m: _CNN(0.0), members)
+    x = torch.randn(7, 1, 10, 10)
+    assert net.activation_width(x) == 100  # the input; conv1 gives 3 x 5 x 5 = 75
+    wide = ModuleNet(lambda m: nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.Flatten(), nn.Linear(800, 2)), members)
+    assert wide.activation_width(x) == 800
+    assert wide.template.training  # measured in eval mode, handed back in train mode
+
+
+def test_chunked_module_evaluation_gives_the_unchunked_numbers(monkeypatch):
+    # 8 KiB chunks: 2 members x 100 values x 4 bytes = 800 bytes a row, so 10 rows a chunk
+    g = torch.Generator().manual_seed(0)
+    x, xv = torch.randn(16, 1, 10, 10, generator=g), torch.randn(37, 1, 10, 10, generator=g)
+    y, yv = torch.randint(0, 3, (16,), generator=g), torch.randint(0, 3, (37,), generator=g)
+    members = [Member(f"p={p}", {"p": p}, 0, TrainConfig(eval_batch_size=500)) for p in (0.0, 0.4)]
+    pop = Population(ModuleNet(lambda m: dn.convert(_CNN(m.params["p"])), members), members,
+                     (x, y, xv, yv), "classification")
+    whole = pop.evaluate(pop.xv, pop.yv)
+    import droplab.sweep.population.core as core
+
+    monkeypatch.setattr(core, "_EVAL_CHUNK_BYTES", 8 << 10)
+    calls = []
+    predict = pop.net.predict
+    monkeypatch.setattr(pop.net, "predict", lambda P, B, xb: calls.append(len(xb)) or predict(P, B, xb))
+    chunked = pop.evaluate(pop.xv, pop.yv)
+    assert calls == [10, 10, 10, 7]
+    assert chunked["acc"] == whole["acc"]
+    assert chunked["loss"] == pytest.approx(whole["loss"], rel=1e-6)

@@ -74,6 +74,14 @@ class _Net:
     def predict(self, P, buffers, x) -> torch.Tensor:
         raise NotImplementedError
 
+    def activation_width(self, x: torch.Tensor) -> int:
+        """Values per example of one member's widest activation on inputs like ``x`` (0: unknown).
+
+        The population evaluates in chunks small enough that ``k`` members' activations of a
+        chunk stay a few MiB (``Population.evaluate``).
+        """
+        return 0
+
     def unit_dims(self, name: str, tensor: torch.Tensor) -> tuple[int, ...]:
         """Dims of the stacked weight ``name`` that span one unit's incoming weights."""
         raise NotImplementedError

@@ -283,6 +283,9 @@ class MLPNet(_Net):
         params = {n: torch.stack([per_seed[m.seed][n] for m in members]) for n in self.names}
         return params, {}
 
+    def activation_width(self, x: torch.Tensor) -> int:
+        return max(self.widths)
+
     def unit_dims(self, name: str, tensor: torch.Tensor) -> tuple[int, ...]:
         return (1,)  # (K, in, out): unit j's incoming weights are [:, :, j]
 

@@ -80,6 +80,7 @@ class ModuleNet(_Net):
             self._has_transpose = False
         self._grad_fn = None
         self._pred_fn = None
+        self._width: int | None = None  # activation_width, measured on first use
         # Images (N, C, H, W) into a first Conv2d train in a channels-last layout (train_step).
         first = next((m for m in template.modules() if next(m.parameters(recurse=False), None) is not None), None)
         self.channels_last = isinstance(first, nn.Conv2d) and self.use_channels_last
@@ -120,6 +121,36 @@ class ModuleNet(_Net):
         if self._has_transpose:
             raise Unstackable("max-norm on a ConvTranspose layer in a population")
         return tuple(range(2, tensor.dim()))
+
+    def activation_width(self, x: torch.Tensor) -> int:
+        """The most values any submodule outputs per example (and the input's), measured once.
+
+        One example (member 0's first, with per-member inputs) through the template in eval
+        mode, with forward hooks; outputs of functions called between modules (an ``F.relu``)
+        are as wide as the module output they act on.
+        """
+        if self._width is None:
+            sample = (x[0] if self.per_member_inputs else x)[:1]
+            widest = [sample[0].numel()]
+
+            def hook(_mod, _inp, out):
+                for t in out if isinstance(out, (tuple, list)) else (out,):
+                    if isinstance(t, torch.Tensor) and t.dim():
+                        widest.append(t[0].numel())
+
+            handles = [m.register_forward_hook(hook) for m in self.template.modules()]
+            self.template.eval()
+            try:
+                with torch.no_grad(), torch.random.fork_rng(devices=[]):
+                    self.template(sample.to(next(self.template.parameters()).device))
+            except Exception:  # a model that needs more than its input: no chunking
+                widest = [0]
+            finally:
+                for h in handles:
+                    h.remove()
+                self.template.train()
+            self._width = max(widest)
+        return self._width
 
     def _functions(self):
         if self._grad_fn is None:
