@@ -156,7 +156,8 @@ std::vector<torch::Tensor> mlp1_step(torch::Tensor x, torch::Tensor xrows, torch
       product(h0.data(), D, 1, pW0 + k * D * H, pb0 + k * H, h1.data(), B, D, H, tail);
       for (long b = 0; b < B; ++b) {
         float* hb = h1.data() + b * H;
-        for (long j = 0; j < H; ++j) hb[j] = hb[j] > 0.f ? hb[j] : (hb[j] != hb[j] ? hb[j] : 0.f);  // relu_ (NaN stays)
+        // relu_: 0 where h <= 0, h elsewhere (NaN stays); one compare, so it vectorizes
+        for (long j = 0; j < H; ++j) hb[j] = hb[j] <= 0.f ? 0.f : hb[j];
         if (off1 >= 0) {
           const float* mb = mask.data() + b * U + off1;
           for (long j = 0; j < H; ++j) hb[j] *= mb[j];
@@ -197,28 +198,43 @@ std::vector<torch::Tensor> mlp1_step(torch::Tensor x, torch::Tensor xrows, torch
         for (long b = 0; b < B; ++b) acc += out[b * C + c];
         pgb1[k * C + c] = acc;
       }
-      // back into the hidden layer: dh = dout W1^T, times the mask, zero where h1 <= 0
-      for (long j = 0; j < H; ++j)
-        for (long c = 0; c < C; ++c) w1t[c * H + j] = pW1[k * H * C + j * C + c];
-      product(out.data(), C, 1, w1t.data(), nullptr, dh.data(), B, C, H, tail);
-      for (long b = 0; b < B; ++b) {
-        float* db = dh.data() + b * H;
-        const float* hb = h1.data() + b * H;
-        if (off1 >= 0) {
-          const float* mb = mask.data() + b * U + off1;
-          for (long j = 0; j < H; ++j) db[j] *= mb[j];
-        }
-        for (long j = 0; j < H; ++j) db[j] = hb[j] > 0.f ? db[j] : 0.f;  // threshold_backward(dh, h1, 0)
-      }
-      product(h0.data(), 1, D, dh.data(), nullptr, pgW0 + k * D * H, D, B, H, tail);
+      // back into the hidden layer: dh = dout W1^T, times the mask, zero where h1 <= 0;
       // gb0[j] = sum_b dh[b, j], b ascending, rows added as vectors (a column-wise loop is a
       // serial chain of B dependent adds per unit: it cost as much as the products)
       float* gb0k = pgb0 + k * H;
       for (long j = 0; j < H; ++j) gb0k[j] = 0.f;
-      for (long b = 0; b < B; ++b) {
-        const float* db = dh.data() + b * H;
-        for (long j = 0; j < H; ++j) gb0k[j] += db[j];
+      if (C == 1) {
+        // one pass: dh[b, j] = (dout[b] * W1[j]) * m1[b, j] where h1[b, j] > 0, else 0 -- the
+        // same roundings as the product (one term, no bias), the mask and the threshold
+        const float* w = pW1 + k * H;
+        for (long b = 0; b < B; ++b) {
+          float* db = dh.data() + b * H;
+          const float* hb = h1.data() + b * H;
+          const float ob = out[b];
+          if (off1 >= 0) {
+            const float* mb = mask.data() + b * U + off1;
+            for (long j = 0; j < H; ++j) db[j] = hb[j] > 0.f ? (ob * w[j]) * mb[j] : 0.f;
+          } else {
+            for (long j = 0; j < H; ++j) db[j] = hb[j] > 0.f ? ob * w[j] : 0.f;
+          }
+          for (long j = 0; j < H; ++j) gb0k[j] += db[j];
+        }
+      } else {
+        for (long j = 0; j < H; ++j)
+          for (long c = 0; c < C; ++c) w1t[c * H + j] = pW1[k * H * C + j * C + c];
+        product(out.data(), C, 1, w1t.data(), nullptr, dh.data(), B, C, H, tail);
+        for (long b = 0; b < B; ++b) {
+          float* db = dh.data() + b * H;
+          const float* hb = h1.data() + b * H;
+          if (off1 >= 0) {
+            const float* mb = mask.data() + b * U + off1;
+            for (long j = 0; j < H; ++j) db[j] *= mb[j];
+          }
+          for (long j = 0; j < H; ++j) db[j] = hb[j] > 0.f ? db[j] : 0.f;  // threshold_backward(dh, h1, 0)
+          for (long j = 0; j < H; ++j) gb0k[j] += db[j];
+        }
       }
+      product(h0.data(), 1, D, dh.data(), nullptr, pgW0 + k * D * H, D, B, H, tail);
     }
   });
   return {losses, gW0, gb0, gW1, gb1};
@@ -244,7 +260,7 @@ def _module():
                 from torch.utils.cpp_extension import load_inline
 
                 module = load_inline(
-                    "droplab_fused_step_v5", cpp_sources=[_SOURCE],
+                    "droplab_fused_step_v6", cpp_sources=[_SOURCE],
                     extra_cflags=["-O3", "-march=native", "-ffp-contract=fast"], verbose=False,
                 )
             except Exception as exc:  # noqa: BLE001 -- any build failure: keep the torch step
