@@ -134,33 +134,35 @@ std::vector<torch::Tensor> mlp1_step(torch::Tensor x, torch::Tensor xrows, torch
   float *pgW1 = gW1.data_ptr<float>(), *pgb1 = gb1.data_ptr<float>();
   const float scale = (float)(2.0 / (double)(B * C));  // torch: diff.mul_(2.0 / (B * C))
   at::parallel_for(0, K, 1, [&](int64_t k0, int64_t k1) {
-    std::vector<float> h0(B * D), h1(B * H), out(B * C), dh(B * H), w1t(C * H), mask(B * U), tail;
+    std::vector<float> h0(B * D), h1(B * H), out(B * C), dh(B * H), w1t(C * H), tail;
     for (int64_t k = k0; k < k1; ++k) {
       const long xr = pxrow ? pxrow[k] : k;
       const float* xk = px + xr * B * D;
       const float* uk = pu ? pu + (prow ? prow[k] : k) * B * U : nullptr;
       const float* pk = pp ? pp + k * U : nullptr;
       const float* sk = ps ? ps + k * U : nullptr;
-      // masks as MLPNet.masks: ge(u, p) -> 1.0/0.0, times s
-      if (U) {
+      // masks as MLPNet.masks, (float)(u >= p) * s, computed where they are used (a (B, U)
+      // mask buffer per member cost a pass and pushed the activations out of L1)
+      if (off0 >= 0) {
+        const float *p0 = pk + off0, *s0 = sk + off0;
         for (long b = 0; b < B; ++b) {
-          const float* ub = uk + b * U;
-          float* mb = mask.data() + b * U;
-          for (long c = 0; c < U; ++c) mb[c] = (float)(ub[c] >= pk[c]) * sk[c];
+          const float* ub = uk + b * U + off0;
+          for (long i = 0; i < D; ++i) h0[b * D + i] = xk[b * D + i] * ((float)(ub[i] >= p0[i]) * s0[i]);
         }
+      } else {
+        std::memcpy(h0.data(), xk, B * D * sizeof(float));
       }
-      for (long b = 0; b < B; ++b) {
-        const float* mb = mask.data() + b * U + off0;
-        for (long i = 0; i < D; ++i) h0[b * D + i] = off0 >= 0 ? xk[b * D + i] * mb[i] : xk[b * D + i];
-      }
+      const float* p1 = off1 >= 0 ? pk + off1 : nullptr;
+      const float* s1 = off1 >= 0 ? sk + off1 : nullptr;
       product(h0.data(), D, 1, pW0 + k * D * H, pb0 + k * H, h1.data(), B, D, H, tail);
       for (long b = 0; b < B; ++b) {
         float* hb = h1.data() + b * H;
         // relu_: 0 where h <= 0, h elsewhere (NaN stays); one compare, so it vectorizes
-        for (long j = 0; j < H; ++j) hb[j] = hb[j] <= 0.f ? 0.f : hb[j];
         if (off1 >= 0) {
-          const float* mb = mask.data() + b * U + off1;
-          for (long j = 0; j < H; ++j) hb[j] *= mb[j];
+          const float* ub = uk + b * U + off1;
+          for (long j = 0; j < H; ++j) hb[j] = (hb[j] <= 0.f ? 0.f : hb[j]) * ((float)(ub[j] >= p1[j]) * s1[j]);
+        } else {
+          for (long j = 0; j < H; ++j) hb[j] = hb[j] <= 0.f ? 0.f : hb[j];
         }
       }
       if (C == 1) {
@@ -212,8 +214,8 @@ std::vector<torch::Tensor> mlp1_step(torch::Tensor x, torch::Tensor xrows, torch
           const float* hb = h1.data() + b * H;
           const float ob = out[b];
           if (off1 >= 0) {
-            const float* mb = mask.data() + b * U + off1;
-            for (long j = 0; j < H; ++j) db[j] = hb[j] > 0.f ? (ob * w[j]) * mb[j] : 0.f;
+            const float* ub = uk + b * U + off1;
+            for (long j = 0; j < H; ++j) db[j] = hb[j] > 0.f ? (ob * w[j]) * ((float)(ub[j] >= p1[j]) * s1[j]) : 0.f;
           } else {
             for (long j = 0; j < H; ++j) db[j] = hb[j] > 0.f ? ob * w[j] : 0.f;
           }
@@ -227,8 +229,8 @@ std::vector<torch::Tensor> mlp1_step(torch::Tensor x, torch::Tensor xrows, torch
           float* db = dh.data() + b * H;
           const float* hb = h1.data() + b * H;
           if (off1 >= 0) {
-            const float* mb = mask.data() + b * U + off1;
-            for (long j = 0; j < H; ++j) db[j] *= mb[j];
+            const float* ub = uk + b * U + off1;
+            for (long j = 0; j < H; ++j) db[j] *= (float)(ub[j] >= p1[j]) * s1[j];
           }
           for (long j = 0; j < H; ++j) db[j] = hb[j] > 0.f ? db[j] : 0.f;  // threshold_backward(dh, h1, 0)
           for (long j = 0; j < H; ++j) gb0k[j] += db[j];
@@ -260,7 +262,7 @@ def _module():
                 from torch.utils.cpp_extension import load_inline
 
                 module = load_inline(
-                    "droplab_fused_step_v6", cpp_sources=[_SOURCE],
+                    "droplab_fused_step_v7", cpp_sources=[_SOURCE],
                     extra_cflags=["-O3", "-march=native", "-ffp-contract=fast"], verbose=False,
                 )
             except Exception as exc:  # noqa: BLE001 -- any build failure: keep the torch step
