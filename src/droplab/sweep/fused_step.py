@@ -262,8 +262,11 @@ def _module():
                 from torch.utils.cpp_extension import load_inline
 
                 module = load_inline(
-                    "droplab_fused_step_v7", cpp_sources=[_SOURCE],
-                    extra_cflags=["-O3", "-march=native", "-ffp-contract=fast"], verbose=False,
+                    "droplab_fused_step_v8", cpp_sources=[_SOURCE],
+                    # -fopenmp: at::parallel_for is an OpenMP pragma in the header; without the
+                    # flag it compiles to a serial loop (threads=2 ran on one core)
+                    extra_cflags=["-O3", "-march=native", "-ffp-contract=fast", "-fopenmp"],
+                    extra_ldflags=["-fopenmp"], verbose=False,
                 )
             except Exception as exc:  # noqa: BLE001 -- any build failure: keep the torch step
                 first = str(exc).splitlines()[0][:160] if str(exc) else ""
