@@ -8,8 +8,9 @@ over ``(K, B, H)`` tensors of several MiB each, and the first layer's products (
 dimension d) are a poor fit for the batched GEMM. :func:`mlp1_step` does the whole step of one
 member -- masks from the uniforms, forward, squared-error loss, hand-written backward -- in one
 call of a small C++ kernel, with the member's activations in its core's cache; members are split
-across threads. The products are register-blocked (4 rows x 8 columns of the output held in
-vector registers, the inner dimension summed in ascending order).
+across threads. The products are register-blocked (tiles of 4 rows x 24 columns of the output held
+in vector registers, the inner dimension summed in ascending order). Members of one split and
+seed read one shared batch (``data_index``) and one shared row of uniforms (``seed_index``).
 
 It computes what :meth:`droplab.sweep.population.MLPNet.train_step` computes for such a net
 (masks ``(u >= p) * s`` exactly as ``MLPNet.masks``, ReLU, ``mean((out - y)**2)``, its gradient
