@@ -155,3 +155,31 @@ def test_uniforms_by_seed_row_equal_the_expanded_uniforms_bitwise(monkeypatch):
     net.uniform_rows = rows + 1
     with pytest.raises(ValueError, match="seed_index must hold 24 rows"):
         net.train_step(params, {}, x, y, u_seed, "regression")
+
+
+def test_batches_by_data_row_equal_the_expanded_batches_bitwise(monkeypatch):
+    net, params = _net()
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(6, 37, 13, generator=g)  # one batch per (split, seed) stream
+    y = torch.randn(6, 37, 1, generator=g)
+    u = torch.rand(24, 37, net.uniform_width, generator=g)
+    rows = torch.arange(24) // 4
+    net.data_rows = rows
+    loss_a, grads_a = net.train_step(params, {}, x, y, u.clone(), "regression")
+    with monkeypatch.context() as m:  # the torch path expands the rows itself
+        m.setattr(mlp_module.MLPNet, "_fusable", lambda self, x, task: False)
+        loss_t, grads_t = net.train_step(params, {}, x, y, u.clone(), "regression")
+    net.data_rows = None
+    loss_b, grads_b = net.train_step(params, {}, x[rows], y[rows], u.clone(), "regression")
+    assert torch.equal(loss_a, loss_b)
+    for name in grads_a:
+        assert torch.equal(grads_a[name], grads_b[name])
+        torch.testing.assert_close(grads_t[name], grads_b[name], rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="x holds 6 batches for 24 members"):
+        net.train_step(params, {}, x, y, u.clone(), "regression")
+    net.data_rows = rows + 1
+    try:
+        with pytest.raises(ValueError, match="data_index must hold 24 rows in"):
+            net.train_step(params, {}, x, y, u.clone(), "regression")
+    finally:
+        net.data_rows = None

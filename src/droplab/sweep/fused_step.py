@@ -8,8 +8,9 @@ over ``(K, B, H)`` tensors of several MiB each, and the first layer's products (
 dimension d) are a poor fit for the batched GEMM. :func:`mlp1_step` does the whole step of one
 member -- masks from the uniforms, forward, squared-error loss, hand-written backward -- in one
 call of a small C++ kernel, with the member's activations in its core's cache; members are split
-across threads. The products are register-blocked (4 rows x 8 columns of the output held in
-vector registers, the inner dimension summed in ascending order).
+across threads. The products are register-blocked (tiles of 4 rows x 24 columns of the output held
+in vector registers, the inner dimension summed in ascending order). Members of one split and
+seed read one shared batch (``data_index``) and one shared row of uniforms (``seed_index``).
 
 It computes what :meth:`droplab.sweep.population.MLPNet.train_step` computes for such a net
 (masks ``(u >= p) * s`` exactly as ``MLPNet.masks``, ReLU, ``mean((out - y)**2)``, its gradient
@@ -55,34 +56,40 @@ static inline v8 bcast(float x) { return (v8){x, x, x, x, x, x, x, x}; }
 
 // out[r, j] = bias[j] + sum_c A(r, c) * B[c, j], c ascending. A(r, c) = a[r * sar + c * sac];
 // B is (Cn, N) row-major, its last N % 8 columns also in tail_b zero-padded to 8 (Cn, 8), and
-// bias's in tail_bias (8); out is (M, N) row-major.
-template <int R>
+// bias's in tail_bias (8); out is (M, N) row-major. Tiles of R rows x V vectors of 8 columns
+// (R * V independent accumulators: FMA latency x throughput needs about ten), then single
+// vectors, then the tail; every element is the same chain (bias, then c ascending) whatever
+// the tile, so the tile shapes do not change a bit of the result.
+template <int R, int V>
+static inline void tile(const float* a, long sar, long sac, const float* b, long ldb, const float* bias,
+                        float* out, long ldo, long Cn) {
+  v8 acc[R][V];
+  for (int v = 0; v < V; ++v) {
+    v8 init = bias ? load8(bias + 8 * v) : bcast(0.f);
+    for (int i = 0; i < R; ++i) acc[i][v] = init;
+  }
+  for (long c = 0; c < Cn; ++c) {
+    v8 bv[V];
+    for (int v = 0; v < V; ++v) bv[v] = load8(b + c * ldb + 8 * v);
+    for (int i = 0; i < R; ++i) {
+      v8 av = bcast(a[i * sar + c * sac]);
+      for (int v = 0; v < V; ++v) acc[i][v] += av * bv[v];
+    }
+  }
+  for (int i = 0; i < R; ++i)
+    for (int v = 0; v < V; ++v) store8(out + i * ldo + 8 * v, acc[i][v]);
+}
+
+template <int R, int V>
 static inline void rows(const float* a, long sar, long sac, const float* b, const float* bias,
                         const float* tail_b, const float* tail_bias, float* out, long Cn, long N) {
   long j = 0;
-  for (; j + 8 <= N; j += 8) {
-    v8 acc[R];
-    v8 init = bias ? load8(bias + j) : bcast(0.f);
-    for (int i = 0; i < R; ++i) acc[i] = init;
-    for (long c = 0; c < Cn; ++c) {
-      v8 bv = load8(b + c * N + j);
-      for (int i = 0; i < R; ++i) acc[i] += bcast(a[i * sar + c * sac]) * bv;
-    }
-    for (int i = 0; i < R; ++i) store8(out + i * N + j, acc[i]);
-  }
+  for (; j + 8 * V <= N; j += 8 * V) tile<R, V>(a, sar, sac, b + j, N, bias ? bias + j : nullptr, out + j, N, Cn);
+  for (; j + 8 <= N; j += 8) tile<R, 1>(a, sar, sac, b + j, N, bias ? bias + j : nullptr, out + j, N, Cn);
   if (j < N) {
-    v8 acc[R];
-    v8 init = load8(tail_bias);
-    for (int i = 0; i < R; ++i) acc[i] = init;
-    for (long c = 0; c < Cn; ++c) {
-      v8 bv = load8(tail_b + c * 8);
-      for (int i = 0; i < R; ++i) acc[i] += bcast(a[i * sar + c * sac]) * bv;
-    }
-    float tmp[8];
-    for (int i = 0; i < R; ++i) {
-      store8(tmp, acc[i]);
-      std::memcpy(out + i * N + j, tmp, (N - j) * sizeof(float));
-    }
+    float tmp[R * 8];
+    tile<R, 1>(a, sar, sac, tail_b, 8, tail_bias, tmp, 8, Cn);
+    for (int i = 0; i < R; ++i) std::memcpy(out + i * N + j, tmp + i * 8, (N - j) * sizeof(float));
   }
 }
 
@@ -97,21 +104,22 @@ static void product(const float* a, long sar, long sac, const float* b, const fl
       for (long j = j0; j < N; ++j) tail[Cn * 8 + j - j0] = bias[j];
   }
   const float* tb = tail.data();
-  const float* tbias = tail.data() + Cn * 8;
+  const float* tbias = bias ? tail.data() + Cn * 8 : nullptr;
   long r = 0;
-  for (; r + 4 <= M; r += 4) rows<4>(a + r * sar, sar, sac, b, bias, tb, tbias, out + r * N, Cn, N);
-  for (; r < M; ++r) rows<1>(a + r * sar, sar, sac, b, bias, tb, tbias, out + r * N, Cn, N);
+  for (; r + 4 <= M; r += 4) rows<4, 3>(a + r * sar, sar, sac, b, bias, tb, tbias, out + r * N, Cn, N);
+  for (; r < M; ++r) rows<1, 6>(a + r * sar, sar, sac, b, bias, tb, tbias, out + r * N, Cn, N);
 }
 
-// x (K, B, D); u (S, B, U) uniforms or empty, member k's at row rows[k] (rows empty: k);
+// x (X, B, D) and y (X, B, C), member k's at row xrows[k] (xrows empty: k, X = K);
+// u (S, B, U) uniforms or empty, member k's at row rows[k] (rows empty: k);
 // p, s (K, 1, U) thresholds and scales; off0/off1
 // the columns of u for the input and hidden masks (-1: none); W0 (K, D, H), b0 (K, 1, H),
-// W1 (K, H, C), b1 (K, 1, C), y (K, B, C). Returns losses (K,), gW0, gb0, gW1, gb1.
-std::vector<torch::Tensor> mlp1_step(torch::Tensor x, torch::Tensor u, torch::Tensor rows, torch::Tensor p,
+// W1 (K, H, C), b1 (K, 1, C). Returns losses (K,), gW0, gb0, gW1, gb1.
+std::vector<torch::Tensor> mlp1_step(torch::Tensor x, torch::Tensor xrows, torch::Tensor u, torch::Tensor rows, torch::Tensor p,
                                      torch::Tensor s, int64_t off0, int64_t off1,
                                      torch::Tensor W0, torch::Tensor b0, torch::Tensor W1,
                                      torch::Tensor b1, torch::Tensor y) {
-  const long K = x.size(0), B = x.size(1), D = x.size(2), H = W0.size(2), C = W1.size(2);
+  const long K = W0.size(0), B = x.size(1), D = x.size(2), H = W0.size(2), C = W1.size(2);
   const long U = u.numel() ? u.size(2) : 0;
   auto opt = x.options();
   auto losses = torch::empty({K}, opt);
@@ -119,6 +127,7 @@ std::vector<torch::Tensor> mlp1_step(torch::Tensor x, torch::Tensor u, torch::Te
   auto gW1 = torch::empty({K, H, C}, opt), gb1 = torch::empty({K, 1, C}, opt);
   const float *px = x.data_ptr<float>(), *pu = U ? u.data_ptr<float>() : nullptr;
   const int64_t* prow = rows.numel() ? rows.data_ptr<int64_t>() : nullptr;
+  const int64_t* pxrow = xrows.numel() ? xrows.data_ptr<int64_t>() : nullptr;
   const float *pp = U ? p.data_ptr<float>() : nullptr, *ps = U ? s.data_ptr<float>() : nullptr;
   const float *pW0 = W0.data_ptr<float>(), *pb0 = b0.data_ptr<float>();
   const float *pW1 = W1.data_ptr<float>(), *pb1 = b1.data_ptr<float>(), *py = y.data_ptr<float>();
@@ -126,31 +135,35 @@ std::vector<torch::Tensor> mlp1_step(torch::Tensor x, torch::Tensor u, torch::Te
   float *pgW1 = gW1.data_ptr<float>(), *pgb1 = gb1.data_ptr<float>();
   const float scale = (float)(2.0 / (double)(B * C));  // torch: diff.mul_(2.0 / (B * C))
   at::parallel_for(0, K, 1, [&](int64_t k0, int64_t k1) {
-    std::vector<float> h0(B * D), h1(B * H), out(B * C), dh(B * H), w1t(C * H), mask(B * U), tail;
+    std::vector<float> h0(B * D), h1(B * H), out(B * C), dh(B * H), w1t(C * H), tail;
     for (int64_t k = k0; k < k1; ++k) {
-      const float* xk = px + k * B * D;
+      const long xr = pxrow ? pxrow[k] : k;
+      const float* xk = px + xr * B * D;
       const float* uk = pu ? pu + (prow ? prow[k] : k) * B * U : nullptr;
       const float* pk = pp ? pp + k * U : nullptr;
       const float* sk = ps ? ps + k * U : nullptr;
-      // masks as MLPNet.masks: ge(u, p) -> 1.0/0.0, times s
-      if (U) {
+      // masks as MLPNet.masks, (float)(u >= p) * s, computed where they are used (a (B, U)
+      // mask buffer per member cost a pass and pushed the activations out of L1)
+      if (off0 >= 0) {
+        const float *p0 = pk + off0, *s0 = sk + off0;
         for (long b = 0; b < B; ++b) {
-          const float* ub = uk + b * U;
-          float* mb = mask.data() + b * U;
-          for (long c = 0; c < U; ++c) mb[c] = (float)(ub[c] >= pk[c]) * sk[c];
+          const float* ub = uk + b * U + off0;
+          for (long i = 0; i < D; ++i) h0[b * D + i] = xk[b * D + i] * ((float)(ub[i] >= p0[i]) * s0[i]);
         }
+      } else {
+        std::memcpy(h0.data(), xk, B * D * sizeof(float));
       }
-      for (long b = 0; b < B; ++b) {
-        const float* mb = mask.data() + b * U + off0;
-        for (long i = 0; i < D; ++i) h0[b * D + i] = off0 >= 0 ? xk[b * D + i] * mb[i] : xk[b * D + i];
-      }
+      const float* p1 = off1 >= 0 ? pk + off1 : nullptr;
+      const float* s1 = off1 >= 0 ? sk + off1 : nullptr;
       product(h0.data(), D, 1, pW0 + k * D * H, pb0 + k * H, h1.data(), B, D, H, tail);
       for (long b = 0; b < B; ++b) {
         float* hb = h1.data() + b * H;
-        for (long j = 0; j < H; ++j) hb[j] = hb[j] > 0.f ? hb[j] : (hb[j] != hb[j] ? hb[j] : 0.f);  // relu_ (NaN stays)
+        // relu_: 0 where h <= 0, h elsewhere (NaN stays); one compare, so it vectorizes
         if (off1 >= 0) {
-          const float* mb = mask.data() + b * U + off1;
-          for (long j = 0; j < H; ++j) hb[j] *= mb[j];
+          const float* ub = uk + b * U + off1;
+          for (long j = 0; j < H; ++j) hb[j] = (hb[j] <= 0.f ? 0.f : hb[j]) * ((float)(ub[j] >= p1[j]) * s1[j]);
+        } else {
+          for (long j = 0; j < H; ++j) hb[j] = hb[j] <= 0.f ? 0.f : hb[j];
         }
       }
       if (C == 1) {
@@ -170,7 +183,7 @@ std::vector<torch::Tensor> mlp1_step(torch::Tensor x, torch::Tensor u, torch::Te
       } else {
         product(h1.data(), H, 1, pW1 + k * H * C, pb1 + k * C, out.data(), B, H, C, tail);
       }
-      const float* yk = py + k * B * C;
+      const float* yk = py + xr * B * C;
       double sq = 0.0;
       for (long n = 0; n < B * C; ++n) {
         const float diff = out[n] - yk[n];
@@ -188,28 +201,43 @@ std::vector<torch::Tensor> mlp1_step(torch::Tensor x, torch::Tensor u, torch::Te
         for (long b = 0; b < B; ++b) acc += out[b * C + c];
         pgb1[k * C + c] = acc;
       }
-      // back into the hidden layer: dh = dout W1^T, times the mask, zero where h1 <= 0
-      for (long j = 0; j < H; ++j)
-        for (long c = 0; c < C; ++c) w1t[c * H + j] = pW1[k * H * C + j * C + c];
-      product(out.data(), C, 1, w1t.data(), nullptr, dh.data(), B, C, H, tail);
-      for (long b = 0; b < B; ++b) {
-        float* db = dh.data() + b * H;
-        const float* hb = h1.data() + b * H;
-        if (off1 >= 0) {
-          const float* mb = mask.data() + b * U + off1;
-          for (long j = 0; j < H; ++j) db[j] *= mb[j];
-        }
-        for (long j = 0; j < H; ++j) db[j] = hb[j] > 0.f ? db[j] : 0.f;  // threshold_backward(dh, h1, 0)
-      }
-      product(h0.data(), 1, D, dh.data(), nullptr, pgW0 + k * D * H, D, B, H, tail);
+      // back into the hidden layer: dh = dout W1^T, times the mask, zero where h1 <= 0;
       // gb0[j] = sum_b dh[b, j], b ascending, rows added as vectors (a column-wise loop is a
       // serial chain of B dependent adds per unit: it cost as much as the products)
       float* gb0k = pgb0 + k * H;
       for (long j = 0; j < H; ++j) gb0k[j] = 0.f;
-      for (long b = 0; b < B; ++b) {
-        const float* db = dh.data() + b * H;
-        for (long j = 0; j < H; ++j) gb0k[j] += db[j];
+      if (C == 1) {
+        // one pass: dh[b, j] = (dout[b] * W1[j]) * m1[b, j] where h1[b, j] > 0, else 0 -- the
+        // same roundings as the product (one term, no bias), the mask and the threshold
+        const float* w = pW1 + k * H;
+        for (long b = 0; b < B; ++b) {
+          float* db = dh.data() + b * H;
+          const float* hb = h1.data() + b * H;
+          const float ob = out[b];
+          if (off1 >= 0) {
+            const float* ub = uk + b * U + off1;
+            for (long j = 0; j < H; ++j) db[j] = hb[j] > 0.f ? (ob * w[j]) * ((float)(ub[j] >= p1[j]) * s1[j]) : 0.f;
+          } else {
+            for (long j = 0; j < H; ++j) db[j] = hb[j] > 0.f ? ob * w[j] : 0.f;
+          }
+          for (long j = 0; j < H; ++j) gb0k[j] += db[j];
+        }
+      } else {
+        for (long j = 0; j < H; ++j)
+          for (long c = 0; c < C; ++c) w1t[c * H + j] = pW1[k * H * C + j * C + c];
+        product(out.data(), C, 1, w1t.data(), nullptr, dh.data(), B, C, H, tail);
+        for (long b = 0; b < B; ++b) {
+          float* db = dh.data() + b * H;
+          const float* hb = h1.data() + b * H;
+          if (off1 >= 0) {
+            const float* ub = uk + b * U + off1;
+            for (long j = 0; j < H; ++j) db[j] *= (float)(ub[j] >= p1[j]) * s1[j];
+          }
+          for (long j = 0; j < H; ++j) db[j] = hb[j] > 0.f ? db[j] : 0.f;  // threshold_backward(dh, h1, 0)
+          for (long j = 0; j < H; ++j) gb0k[j] += db[j];
+        }
       }
+      product(h0.data(), 1, D, dh.data(), nullptr, pgW0 + k * D * H, D, B, H, tail);
     }
   });
   return {losses, gW0, gb0, gW1, gb1};
@@ -235,8 +263,11 @@ def _module():
                 from torch.utils.cpp_extension import load_inline
 
                 module = load_inline(
-                    "droplab_fused_step_v4", cpp_sources=[_SOURCE],
-                    extra_cflags=["-O3", "-march=native", "-ffp-contract=fast"], verbose=False,
+                    "droplab_fused_step_v8", cpp_sources=[_SOURCE],
+                    # -fopenmp: at::parallel_for is an OpenMP pragma in the header; without the
+                    # flag it compiles to a serial loop (threads=2 ran on one core)
+                    extra_cflags=["-O3", "-march=native", "-ffp-contract=fast", "-fopenmp"],
+                    extra_ldflags=["-fopenmp"], verbose=False,
                 )
             except Exception as exc:  # noqa: BLE001 -- any build failure: keep the torch step
                 first = str(exc).splitlines()[0][:160] if str(exc) else ""
@@ -255,6 +286,16 @@ def backend() -> str:
     return "cpp" if available() else f"torch ({_state['reason']})"
 
 
+def _rows(name: str, index: torch.Tensor | None, k: int, n: int) -> torch.Tensor:
+    """``index`` as a contiguous int64 tensor of k rows in [0, n) (empty for None)."""
+    if index is None:
+        return torch.empty(0, dtype=torch.int64)
+    rows = index.to(torch.int64).contiguous()
+    if not (rows.shape == (k,) and 0 <= int(rows.min()) and int(rows.max()) < n):
+        raise ValueError(f"{name} must hold {k} rows in [0, {n}), got shape {tuple(rows.shape)}")
+    return rows
+
+
 def mlp1_step(
     x: torch.Tensor,
     u: torch.Tensor | None,
@@ -267,6 +308,7 @@ def mlp1_step(
     b1: torch.Tensor,
     y: torch.Tensor,
     seed_index: torch.Tensor | None = None,
+    data_index: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Loss and gradients of K one-hidden-layer ReLU nets on the mean squared error.
 
@@ -283,6 +325,9 @@ def mlp1_step(
         y: ``(K, B, C)``.
         seed_index: ``(K,)`` int64: member k's uniforms are ``u[seed_index[k]]`` (u then holds
             one row per seed, ``(S, B, U)``, and is not copied per member); default None: ``u[k]``.
+        data_index: ``(K,)`` int64: member k's batch is ``x[data_index[k]]``, ``y[data_index[k]]``
+            (x, y then hold one batch per distinct data stream, ``(X, B, D)``, ``(X, B, C)``:
+            members of one split and seed share theirs); default None: ``x[k]``, ``y[k]``.
 
     Returns:
         losses ``(K,)`` and ``{"W0", "b0", "W1", "b1"}`` gradients shaped as the weights.
@@ -295,11 +340,17 @@ def mlp1_step(
         u, c0, c1 = torch.empty(0), None, None
     f = torch.float32
     x, u, p_cols, s_cols = (t.contiguous() if t.dtype == f else t.to(f).contiguous() for t in (x, u, p_cols, s_cols))
-    rows = torch.empty(0, dtype=torch.int64) if seed_index is None else seed_index.to(torch.int64).contiguous()
-    if rows.numel() and u.numel() and not (rows.numel() == x.shape[0] and 0 <= int(rows.min()) and int(rows.max()) < u.shape[0]):
-        raise ValueError(f"seed_index must hold {x.shape[0]} rows of u in [0, {u.shape[0]}), got {tuple(rows.shape)}")
+    k = W0.shape[0]
+    rows = _rows("seed_index", seed_index if u.numel() else None, k, u.shape[0] if u.numel() else 0)
+    if rows.numel() == 0 and u.numel() and u.shape[0] != k:
+        raise ValueError(f"u holds {u.shape[0]} rows for {k} members: pass seed_index")
+    xrows = _rows("data_index", data_index, W0.shape[0], x.shape[0])
+    if xrows.numel() == 0 and x.shape[0] != W0.shape[0]:
+        raise ValueError(f"x holds {x.shape[0]} batches for {W0.shape[0]} members: pass data_index")
+    if y.shape[:2] != x.shape[:2]:
+        raise ValueError(f"y {tuple(y.shape)} must hold the batches of x {tuple(x.shape)}")
     losses, gW0, gb0, gW1, gb1 = m.mlp1_step(
-        x, u, rows, p_cols, s_cols, -1 if c0 is None else int(c0), -1 if c1 is None else int(c1),
+        x, xrows, u, rows, p_cols, s_cols, -1 if c0 is None else int(c0), -1 if c1 is None else int(c1),
         W0.contiguous(), b0.contiguous(), W1.contiguous(), b1.contiguous(), y.to(f).contiguous(),
     )
     return losses, {"W0": gW0, "b0": gb0, "W1": gW1, "b1": gb1}

@@ -336,17 +336,24 @@ class MLPNet(_Net):
     # Population may hand train_step the uniforms once per seed, (S, B, width), after setting
     # uniform_rows (K,) (member k's row; reset to None after the step): the fused step reads
     # each member's row in place, with no (K, B, width) copy.
+    # Likewise the batches once per distinct data stream (split and seed), (X, B, ...), after
+    # setting data_rows (K,): members of one split and seed (a grid over rates and tau) share
+    # their rows, gathered once instead of once per member.
     takes_seed_uniforms = True
+    takes_data_rows = True
     uniform_rows: torch.Tensor | None = None
+    data_rows: torch.Tensor | None = None
 
     def train_step(self, P, buffers, x, y, u, task):
-        seed_index = self.uniform_rows
+        seed_index, data_index = self.uniform_rows, self.data_rows
         if self._fusable(x, task):
             from droplab.sweep.fused_step import mlp1_step
 
             cols = tuple(self.columns[i][0] if i in self.active else None for i in (0, 1))
             return mlp1_step(x.flatten(2), u if self.active else None, self.p_cols, self.s_cols,
-                             cols, P["W0"], P["b0"], P["W1"], P["b1"], y, seed_index)
+                             cols, P["W0"], P["b0"], P["W1"], P["b1"], y, seed_index, data_index)
+        if data_index is not None:
+            x, y = x.index_select(0, data_index), y.index_select(0, data_index)
         if u is not None and seed_index is not None:
             u = u.index_select(0, seed_index)
         masks = self.masks(u)
