@@ -183,3 +183,88 @@ def test_batches_by_data_row_equal_the_expanded_batches_bitwise(monkeypatch):
             net.train_step(params, {}, x, y, u.clone(), "regression")
     finally:
         net.data_rows = None
+
+
+@pytest.mark.parametrize("start", [0, 8192 * 5, 2**32 - 8192, 2**32, 2**40 + 16384 * 7, 123])
+@pytest.mark.parametrize("shape", [(128, 58), (37, 13), (1, 1)])
+def test_counter_uniforms_equal_the_counter_module_bitwise(start, shape):
+    from droplab.functional.counter import counter_uniform
+
+    seeds = torch.tensor([3, 2**62 + 12345, 0, 987654321987654321], dtype=torch.int64)
+    u = fused_step.counter_uniforms(seeds, start, *shape)
+    assert u.shape == (4, *shape) and u.dtype == torch.float32
+    assert torch.equal(u, counter_uniform((4, *shape), seeds, offset=start))
+
+
+def test_counter_uniforms_refuse_counters_crossing_a_multiple_of_2_to_the_32():
+    with pytest.raises(ValueError, match="cross a multiple"):
+        fused_step.counter_uniforms(torch.tensor([1]), 2**32 - 10, 4, 4)
+
+
+def _regression_population(members, x, y, groups):
+    spec = ModelSpec(kind="mlp", hidden=(12,), dropout={"input": 0.0, "hidden": 0.0})
+    return Population(MLPNet(spec, (x.shape[2],), 1, members), members, (x, y, x[:, :0], y[:, :0]),
+                      "regression", groups=groups, history=False)
+
+
+def test_fused_populations_draw_the_counter_stream_whether_or_not_the_kernel_built():
+    from droplab.functional.counter import counter_uniform
+    from droplab.sweep.population.base import _derive_seed
+    from droplab.sweep.population.core import _MASK_STREAM
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 60, 5, generator=g)
+    y = x.sum(2) + 0.1 * torch.randn(2, 60, generator=g)
+    base = TrainConfig(epochs=3, batch_size=16, eval_train=False, l2=1e-4)
+    members = [Member(f"{grp}-{p}", {}, seed=grp + 4, train=base, rates=(p, p)) for grp in (0, 1) for p in (0.0, 0.2)]
+
+    def train():
+        pop = _regression_population(members, x, y, [0, 0, 1, 1])
+        u = pop._uniforms(16, 7, expand=False)
+        while not pop.done:
+            pop.run_epoch()
+        return pop, u
+
+    pop, u = train()
+    # seed s's uniforms at step t: counter_uniform((B, width), mask seed of s, offset=t * stride),
+    # stride the power of two >= 16 x 17 (width 5 + 12)
+    seeds = torch.tensor([_derive_seed(s, _MASK_STREAM) for s in (4, 5)])
+    assert pop._counter_stride == 512
+    assert torch.equal(u, counter_uniform((2, 16, 17), seeds, offset=7 * 512))
+    saved = dict(fused_step._state)
+    try:  # no C++ kernel: the torch step on the same draws, equal up to the products' rounding
+        fused_step._state.update(module=None, reason="off for the test")
+        ref, u_ref = train()
+    finally:
+        fused_step._state.clear()
+        fused_step._state.update(saved)
+    assert torch.equal(u, u_ref)
+    for name in pop.params:
+        torch.testing.assert_close(pop.params[name], ref.params[name], rtol=1e-4, atol=1e-5)
+
+
+def test_classification_populations_keep_one_generator_per_seed():
+    members = [Member("a", {}, seed=0, train=TrainConfig(), rates=(0.2, 0.2))]
+    spec = ModelSpec(kind="mlp", hidden=(12,), dropout={"input": 0.0, "hidden": 0.0})
+    x, y = torch.randn(20, 5), torch.randint(0, 3, (20,))
+    pop = Population(MLPNet(spec, (5,), 3, members), members, (x, y, x[:0], y[:0]), "classification")
+    assert pop._counter_seeds is None
+
+
+def test_counter_stream_population_resumes_bitwise():
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(1, 50, 5, generator=g)
+    y = x.sum(2)
+    base = TrainConfig(epochs=3, batch_size=16, eval_train=False)
+    members = [Member(f"{p}", {}, seed=1, train=base, rates=(p, p)) for p in (0.1, 0.3)]
+    full = _regression_population(members, x, y, [0, 0])
+    while not full.done:
+        full.run_epoch()
+    part = _regression_population(members, x, y, [0, 0])
+    part.run_epoch()
+    resumed = _regression_population(members, x, y, [0, 0])
+    resumed.load_bytes(part.to_bytes())
+    while not resumed.done:
+        resumed.run_epoch()
+    for name in full.params:
+        assert torch.equal(full.params[name], resumed.params[name])

@@ -146,7 +146,7 @@ def test_members_sharing_a_seed_share_init_order_and_draws():
     for name in pop.params:
         assert torch.equal(pop.params[name][0], pop.params[name][1])
     assert len(pop.seeds) == 1 and len(pop.mask_gens) == 1  # one stream for the seed
-    u = pop._uniforms(5)
+    u = pop._uniforms(5, 0)
     assert u.shape[0] == 2
     assert torch.equal(u[0], u[1])
 
@@ -360,3 +360,19 @@ def test_population_rejects_members_with_other_group_options():
     b = Member("b", {}, 1, TrainConfig(epochs=3), rates=())
     with pytest.raises(Exception, match="differs from the population"):
         _pop([a, b], spec=ModelSpec(hidden=(8,)))
+
+
+@pytest.mark.parametrize("schedule", ["constant", "onecycle"])
+def test_the_direct_adam_step_trains_bitwise_as_optimizer_step(schedule, monkeypatch):
+    from droplab.sweep.population import core
+
+    train = TrainConfig(epochs=3, batch_size=32, optimizer="adam", lr=1e-2, l2=1e-4, lr_schedule=schedule)
+    members = _members([0.0, 0.5], [0, 1], train)
+    fast = _train(_pop(members))
+    assert all(run.direct for run in fast.runs)
+    with monkeypatch.context() as m:
+        m.setattr(core, "direct_step", lambda opt: None)
+        slow = _train(_pop(members))
+    assert not any(run.direct for run in slow.runs)
+    for name in fast.params:
+        assert torch.equal(fast.params[name], slow.params[name])

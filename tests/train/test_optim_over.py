@@ -8,7 +8,7 @@ from torch import nn
 
 from droplab.regularize import SGDW
 from droplab.train import TrainConfig, build_optimizer
-from droplab.train.optim import build_optimizer_over
+from droplab.train.optim import build_optimizer_over, direct_step
 
 CONFIGS = {
     "sgd": TrainConfig(optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True),
@@ -67,3 +67,53 @@ def test_weight_decay_only_on_weights_and_no_empty_group():
     assert [g["weight_decay"] for g in opt.param_groups] == [0.1]
     opt = build_optimizer_over([w], [torch.zeros(2, requires_grad=True)], TrainConfig(optimizer="adam"))
     assert len(opt.param_groups) == 1 and len(opt.param_groups[0]["params"]) == 2
+
+
+def _adam_pair(**kw):
+    def make():
+        ws = [torch.ones(5, 4, 3), torch.ones(5, 1, 3)]
+        groups = [{"params": [ws[0]], "weight_decay": 1e-3}, {"params": [ws[1]], "weight_decay": 0.0}]
+        return ws, torch.optim.Adam(groups, lr=1e-2, fused=True, **kw)
+
+    return make(), make()
+
+
+def test_direct_step_gives_adams_bits_with_changing_learning_rates():
+    (a, oa), (b, ob) = _adam_pair()
+    g = torch.Generator().manual_seed(0)
+    grads = [[torch.randn(w.shape, generator=g) for w in a] for _ in range(12)]
+    assert direct_step(ob) is None  # no state before the first step
+    for i, gs in enumerate(grads):
+        for w, v in zip(a, gs):
+            w.grad = v
+        for w, v in zip(b, gs):
+            w.grad = v.clone()
+        oa.param_groups[0]["lr"] = ob.param_groups[0]["lr"] = 1e-2 / (i + 1)
+        oa.step()
+        if i == 0:
+            ob.step()
+            step = direct_step(ob)
+            assert step is not None
+        else:
+            step()
+    for p, q in zip(a, b):
+        assert torch.equal(p, q)
+        for key in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(oa.state[p][key], ob.state[q][key])
+
+
+@pytest.mark.parametrize("kw", [{"amsgrad": True}, {"maximize": True}, {"decoupled_weight_decay": True}])
+def test_direct_step_declines_what_it_does_not_reproduce(kw):
+    (a, oa), _ = _adam_pair(**kw)
+    for w in a:
+        w.grad = torch.ones_like(w)
+    oa.step()
+    assert direct_step(oa) is None
+
+
+def test_direct_step_declines_other_optimizers_and_unfused_adam():
+    w = torch.ones(3, requires_grad=True)
+    w.grad = torch.ones(3)
+    for opt in (torch.optim.SGD([w], lr=0.1, momentum=0.9), torch.optim.Adam([w], lr=0.1)):
+        opt.step()
+        assert direct_step(opt) is None

@@ -40,11 +40,12 @@ import threading
 
 import torch
 
-__all__ = ["mlp1_step", "backend", "available"]
+__all__ = ["mlp1_step", "counter_uniforms", "backend", "available"]
 
 _SOURCE = r"""
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -243,7 +244,51 @@ std::vector<torch::Tensor> mlp1_step(torch::Tensor x, torch::Tensor xrows, torch
   return {losses, gW0, gb0, gW1, gb1};
 }
 
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) { m.def("mlp1_step", &mlp1_step); }
+// droplab.functional.counter's uniforms, bit for bit: row s is counter_uniform((B, U),
+// seeds[s], offset=start) for counters that do not cross a multiple of 2**32 (the caller
+// checks). Keys as counter._keys: splitmix64(seed), or of splitmix64(seed ^ splitmix64(hi))
+// when the counter's high word hi is not 0; u = (mix(mix(lo + i + k0) ^ k1) >> 8) / 2**24.
+static inline uint64_t splitmix64(uint64_t z) {
+  z += 0x9E3779B97F4A7C15ULL;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
+static inline uint32_t mix32(uint32_t h) {
+  h ^= h >> 16;
+  h *= 0x7FEB352DU;
+  h ^= h >> 15;
+  h *= 0x846CA68BU;
+  return h ^ (h >> 16);
+}
+
+torch::Tensor counter_uniforms(torch::Tensor seeds, int64_t start, int64_t B, int64_t U) {
+  const long S = seeds.size(0), n = B * U;
+  auto out = torch::empty({S, B, U}, torch::TensorOptions().dtype(torch::kFloat32));
+  const int64_t* ps = seeds.data_ptr<int64_t>();
+  float* po = out.data_ptr<float>();
+  const uint64_t hi = (uint64_t)start >> 32;
+  const uint32_t lo = (uint32_t)((uint64_t)start & 0xFFFFFFFFULL);
+  at::parallel_for(0, S, 1, [&](int64_t s0, int64_t s1) {
+    for (int64_t s = s0; s < s1; ++s) {
+      const uint64_t seed = (uint64_t)ps[s];
+      const uint64_t k = splitmix64(hi == 0 ? seed : splitmix64(seed ^ splitmix64(hi)));
+      const uint32_t k0 = (uint32_t)k, k1 = (uint32_t)(k >> 32);
+      float* o = po + s * n;
+      for (long i = 0; i < n; ++i) {
+        const uint32_t h = mix32(mix32(lo + (uint32_t)i + k0) ^ k1);
+        o[i] = (float)(h >> 8) * (1.0f / 16777216.0f);
+      }
+    }
+  });
+  return out;
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("mlp1_step", &mlp1_step);
+  m.def("counter_uniforms", &counter_uniforms);
+}
 """
 
 _lock = threading.Lock()
@@ -263,7 +308,7 @@ def _module():
                 from torch.utils.cpp_extension import load_inline
 
                 module = load_inline(
-                    "droplab_fused_step_v8", cpp_sources=[_SOURCE],
+                    "droplab_fused_step_v10", cpp_sources=[_SOURCE],
                     # -fopenmp: at::parallel_for is an OpenMP pragma in the header; without the
                     # flag it compiles to a serial loop (threads=2 ran on one core)
                     extra_cflags=["-O3", "-march=native", "-ffp-contract=fast", "-fopenmp"],
@@ -354,3 +399,31 @@ def mlp1_step(
         W0.contiguous(), b0.contiguous(), W1.contiguous(), b1.contiguous(), y.to(f).contiguous(),
     )
     return losses, {"W0": gW0, "b0": gb0, "W1": gW1, "b1": gb1}
+
+
+def counter_uniforms(seeds: torch.Tensor, start: int, batch: int, width: int) -> torch.Tensor:
+    """``counter_uniform((S, batch, width), seeds, offset=start)``, bit for bit, in one C++ loop.
+
+    The per-seed uniforms of one training step of a population (each seed row counts its own
+    elements from ``start``; :mod:`droplab.functional.counter` defines the draws: counter-based
+    generation after Salmon et al. 2011, SC'11). About 0.05 ms for 20 x 128 x 58 uniforms on
+    one core, against 0.2 ms for the compiled torch kernel and 0.47 ms for 20 mt19937 calls.
+    Needs :func:`available`.
+
+    Args:
+        seeds: ``(S,)`` int64, each in [0, 2**63).
+        start: counter of each row's first element, >= 0; the ``batch * width`` counters from it
+            must not cross a multiple of 2**32 (true when ``start`` is a multiple of a power of
+            two >= ``batch * width``).
+        batch, width: the shape of one row.
+
+    Returns:
+        ``(S, batch, width)`` float32.
+    """
+    m = _module()
+    if m is None:
+        raise RuntimeError(f"the fused step is not available: {backend()}")
+    n = batch * width
+    if start < 0 or n > 1 << 30 or (start & 0xFFFFFFFF) + n > 1 << 32:
+        raise ValueError(f"counters {start}..{start + n} cross a multiple of 2**32 or the row is too long")
+    return m.counter_uniforms(seeds.to(torch.int64).contiguous(), int(start), int(batch), int(width))

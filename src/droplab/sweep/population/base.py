@@ -68,6 +68,15 @@ class _Net:
     def init_params(self, members: Sequence[Member]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         raise NotImplementedError
 
+    def counter_draws(self, task: str, device: torch.device) -> bool:
+        """Whether a population of this net draws its dropout uniforms from the counter stream.
+
+        False: one ``torch.Generator`` (mt19937) per seed. True: the uniforms of step ``t`` for
+        a seed are a pure function of (seed, t) (see ``Population._uniforms``), drawn in C++
+        where the fused step runs (see :mod:`droplab.sweep.fused_step`).
+        """
+        return False
+
     def train_step(self, P, buffers, x, y, u, task) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         raise NotImplementedError
 

@@ -19,7 +19,7 @@ from droplab.sweep.population.losses import gaussian_nll
 from droplab.sweep.population.mlp import MLPNet
 from droplab.sweep.population.module import ModuleNet
 from droplab.train.config import TrainConfig
-from droplab.train.optim import SCHEDULE_STEPS_PER_BATCH, build_optimizer_over, build_scheduler
+from droplab.train.optim import SCHEDULE_STEPS_PER_BATCH, build_optimizer_over, build_scheduler, direct_step
 
 __all__ = ["Population", "make_population", "POPULATION_FORMAT"]
 
@@ -90,6 +90,28 @@ class _Run:
     train: TrainConfig
     optimizer: Any = None
     scheduler: Any = None
+    # optimizer.step() without torch's Python wrapper (train.optim.direct_step), built after
+    # the first step; reset to None whenever the optimizer's state is replaced
+    direct: Any = None
+
+    def step(self) -> None:
+        if self.direct:
+            self.direct()
+            return
+        self.optimizer.step()
+        if self.direct is None:  # False: this optimizer has no direct step
+            self.direct = direct_step(self.optimizer) or False
+
+
+def _counter_rows(seeds: torch.Tensor, start: int, batch: int, width: int) -> torch.Tensor:
+    """``counter_uniform((S, batch, width), seeds, offset=start)``: in C++ where it built."""
+    from droplab.sweep.fused_step import available, counter_uniforms
+
+    if available():
+        return counter_uniforms(seeds, start, batch, width)
+    from droplab.functional.counter import counter_uniform
+
+    return counter_uniform((len(seeds), batch, width), seeds, offset=start)
 
 
 def _same_hparams(a: TrainConfig, b: TrainConfig) -> bool:
@@ -200,6 +222,13 @@ class Population:
             self.data_gens.append(torch.Generator().manual_seed(s))
             self.mask_gens.append(torch.Generator(device=self.device).manual_seed(_derive_seed(s, _MASK_STREAM)))
         self.rng_state = self._seeded_rng_state()
+        # Counter-stream draws (net.counter_draws): seed s's uniforms at global step t are
+        # counter_uniform((B, width), mask seed of s, offset=t * stride), stride a power of two
+        # >= batch_size * width, so a step's counters never cross a multiple of 2**32.
+        self._counter_seeds: torch.Tensor | None = None
+        if net.uniform_width and net.counter_draws(task, self.device):
+            self._counter_seeds = torch.tensor([_derive_seed(s, _MASK_STREAM) for s in self.seeds], dtype=torch.int64)
+            self._counter_stride = 1 << max(0, (self.cfg.batch_size * net.uniform_width - 1).bit_length())
         # (seeds, n) training-row indices per seed (bootstrap resamples), or None: every seed
         # trains on the data as given. Set before the first epoch (see droplab.ensemble).
         self.resample: torch.Tensor | None = None
@@ -312,6 +341,7 @@ class Population:
                         value = stacked[pid, key].index_select(0, old_rows)
                     state[pid][key] = value
             run.optimizer.load_state_dict({"state": state, "param_groups": template["param_groups"]})
+            run.direct = None
             if run.scheduler is not None and old_runs[first].scheduler is not None:
                 run.scheduler.load_state_dict(old_runs[first].scheduler.state_dict())
 
@@ -445,13 +475,17 @@ class Population:
             perm = self.resample.gather(1, perm)
         return list(perm.split(self.cfg.batch_size, dim=1))
 
-    def _uniforms(self, batch: int, expand: bool = True) -> torch.Tensor | None:
+    def _uniforms(self, batch: int, step: int, expand: bool = True) -> torch.Tensor | None:
+        """The dropout uniforms of global step ``step``: ``(seeds, batch, width)``, or per row."""
         width = self.net.uniform_width
         if width == 0 or not getattr(self.net, "draws", True):
             return None
-        u = torch.empty(len(self.seeds), batch, width, device=self.device)
-        for s, g in enumerate(self.mask_gens):
-            u[s].uniform_(generator=g)
+        if self._counter_seeds is not None:
+            u = _counter_rows(self._counter_seeds, step * self._counter_stride, batch, width)
+        else:
+            u = torch.empty(len(self.seeds), batch, width, device=self.device)
+            for s, g in enumerate(self.mask_gens):
+                u[s].uniform_(generator=g)
         return u if self._identity or not expand else u.index_select(0, self.seed_index)
 
     def _train_epoch(self) -> torch.Tensor:
@@ -484,7 +518,7 @@ class Population:
             xb = x.index_select(0, flat).view(*idx.shape, *x.shape[1:])
             yb = y.index_select(0, flat).view(*idx.shape, *y.shape[1:])
             by_seed = getattr(net, "takes_seed_uniforms", False) and not self._identity
-            u = self._uniforms(bsz, expand=not by_seed)
+            u = self._uniforms(bsz, first_step + b, expand=not by_seed)
             if by_seed:  # u holds one row per seed; the net reads member k's at seed_index[k]
                 net.uniform_rows = self.seed_index
             if by_stream:
@@ -504,7 +538,7 @@ class Population:
             for run in self.runs:
                 for n, view in run.views.items():
                     view.grad = grads[n][run.start : run.stop]
-                run.optimizer.step()
+                run.step()
                 if run.train.max_norm is not None:
                     for n in net.weight_names:
                         _max_norm_(run.views[n], run.train.max_norm, net.unit_dims(n, P[n]))
@@ -723,6 +757,7 @@ class Population:
             self.buffers[n].copy_(t)
         for run, opt_state, sched_state in zip(self.runs, state["optimizers"], state["schedulers"]):
             run.optimizer.load_state_dict(opt_state)
+            run.direct = None
             if run.scheduler is not None and sched_state is not None:
                 run.scheduler.load_state_dict(sched_state)
         # Generator states are CPU byte tensors whatever the generator's device; map_location
