@@ -129,9 +129,11 @@ def test_mc_passes_chunking_does_not_change_the_draws():
         next(pop.net.mc_passes(pop.params, xk, 3, seeds[:1]))
 
 
-def test_mc_passes_in_blocks_of_examples_leave_the_inputs_alone():
+def test_mc_passes_in_blocks_of_examples_leave_the_inputs_alone(monkeypatch):
     """A pass larger than the budget runs in blocks of examples; the blocks draw the masks a
-    whole pass draws (consecutive counters), and the caller's inputs are not written to."""
+    whole pass draws (consecutive counters), and the caller's inputs are not written to.
+    (The batched-torch passes: the C++ passes hold no activations and chunk only passes.)"""
+    monkeypatch.setattr(MLPNet, "_mc_fusable", lambda self, x, P: False)
     pop, members, x = _trained()
     seeds = [m.seed for m in members]
     xk = x[[m.params["group"] for m in members], :10].contiguous()

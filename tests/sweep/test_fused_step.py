@@ -268,3 +268,57 @@ def test_counter_stream_population_resumes_bitwise():
         resumed.run_epoch()
     for name in full.params:
         assert torch.equal(full.params[name], resumed.params[name])
+
+
+def _mc_net(k, d, hidden, rates, seeds, place="both"):
+    dropout = {"input": 0.0, "hidden": 0.0} if place == "both" else {place: 0.0}
+    spec = ModelSpec(kind="mlp", hidden=(hidden,), dropout=dropout)
+    width = 2 if place == "both" else 1
+    members = [Member(str(i), {}, seed=seeds[i], train=TrainConfig(), rates=(rates[i],) * width) for i in range(k)]
+    net = MLPNet(spec, (d,), 1, members)
+    params, _ = net.init_params(members)
+    return net, params
+
+
+@pytest.mark.parametrize("place", ["both", "input", "hidden"])
+@pytest.mark.parametrize("shared_seeds", [True, False])
+@pytest.mark.parametrize("per_member_x", [True, False])
+def test_fused_mc_passes_equal_the_torch_passes_within_float_rounding(place, shared_seeds, per_member_x, monkeypatch):
+    k, d, n = 8, 5, 45  # 45 examples: a block of 32 and a remainder
+    seeds = [i // 4 for i in range(k)] if shared_seeds else list(range(k))
+    rates = [0.0, 0.1, 0.3, 0.5] * 2
+    net, params = _mc_net(k, d, 20, rates, seeds, place)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn((k, n, d) if per_member_x else (n, d), generator=g)
+    fused = list(net.mc_passes(params, x, 7, seeds, budget_bytes=4 * k * n * 3))  # chunks of 3 passes
+    assert [t0 for t0, _ in fused] == [0, 3, 6]
+    with monkeypatch.context() as m:
+        m.setattr(mlp_module.MLPNet, "_mc_fusable", lambda self, x, P: False)
+        ref = torch.cat([out for _, out in net.mc_passes(params, x, 7, seeds)], 1)
+    out = torch.cat([o for _, o in fused], 1)
+    assert out.shape == ref.shape == (k, 7, n, 1)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    # the same masks: zero rate members do not vary across passes, positive rates do
+    assert torch.equal(out[0, 0], out[0, 1]) and not torch.equal(out[3, 0], out[3, 1])
+
+
+def test_fused_mc_passes_take_the_keys_of_each_counter_high_word():
+    from droplab.functional.counter import counter_threshold, counter_uniform
+
+    k, n, d, h = 2, 3, 2, 4
+    g = torch.Generator().manual_seed(2)
+    P = {"W0": torch.randn(k, d, h, generator=g), "b0": torch.randn(k, 1, h, generator=g),
+         "W1": torch.randn(k, h, 1, generator=g), "b1": torch.randn(k, 1, 1, generator=g)}
+    x = torch.randn(k, n, d, generator=g)
+    first = 2**32 // (n * h) - 1  # the hidden counters of these passes cross 2**32
+    seeds = (torch.tensor([11, 12]), torch.tensor([21, 22]))
+    thr = torch.tensor([[counter_threshold(0.2), counter_threshold(0.4)]] * k, dtype=torch.float32)
+    scale = torch.tensor([[1 / 0.8, 1 / 0.6]] * k, dtype=torch.float32)
+    out = fused_step.mc_passes(x, P, torch.arange(k), seeds, thr, scale, first, 3)
+    for j in range(k):
+        for t in range(3):
+            u0 = counter_uniform((n, d), seeds[0][j], offset=(first + t) * n * d)
+            u1 = counter_uniform((n, h), seeds[1][j], offset=(first + t) * n * h)
+            h0 = x[j] * torch.where(u0 >= thr[j, 0], scale[j, 0], 0.0)
+            h1 = (h0 @ P["W0"][j] + P["b0"][j]).relu() * torch.where(u1 >= thr[j, 1], scale[j, 1], 0.0)
+            torch.testing.assert_close(out[j, t], (h1 @ P["W1"][j] + P["b1"][j])[:, 0], rtol=1e-5, atol=1e-5)

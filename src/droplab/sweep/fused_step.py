@@ -40,12 +40,13 @@ import threading
 
 import torch
 
-__all__ = ["mlp1_step", "counter_uniforms", "backend", "available"]
+__all__ = ["mlp1_step", "counter_uniforms", "mc_passes", "backend", "available"]
 
 _SOURCE = r"""
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -285,9 +286,95 @@ torch::Tensor counter_uniforms(torch::Tensor seeds, int64_t start, int64_t B, in
   return out;
 }
 
+// 24-bit counter draws of one seed, counters c0 .. c0 + n - 1, as floats u = bits / 2**24 (the
+// uniforms of counter_uniform; a high word change mid-range takes the keys of the new word).
+static void counter_fill(uint64_t seed, uint64_t c0, long n, float* out) {
+  long i = 0;
+  while (i < n) {
+    const uint64_t c = c0 + (uint64_t)i, hi = c >> 32;
+    const long stop = std::min<long>(n, i + (long)((1ULL << 32) - (c & 0xFFFFFFFFULL)));
+    const uint64_t k = splitmix64(hi == 0 ? seed : splitmix64(seed ^ splitmix64(hi)));
+    const uint32_t k0 = (uint32_t)k, k1 = (uint32_t)(k >> 32), lo = (uint32_t)(c & 0xFFFFFFFFULL);
+    for (long j = 0; j < stop - i; ++j) {
+      const uint32_t h = mix32(mix32(lo + (uint32_t)j + k0) ^ k1);
+      out[i + j] = (float)(h >> 8) * (1.0f / 16777216.0f);
+    }
+    i = stop;
+  }
+}
+
+// MC-dropout passes t0 .. t0 + T - 1 of K one-hidden-layer ReLU nets with one output, as
+// MLPNet.mc_passes: member k's input mask of pass t, example n, feature i keeps iff the draw of
+// seed in_seeds[owner[k]] at counter (t N + n) D + i is >= thr[k, 0] (kept values times
+// scale[k, 0]); the hidden mask likewise with hid_seeds, counter (t N + n) H + j, column 1.
+// Empty in_seeds / hid_seeds: no mask there. x (X, N, D), member k's at row xrows[k] (empty: k).
+// Members of one owner share the draws, hashed once per block of examples. Returns (K, T, N).
+torch::Tensor mc_passes(torch::Tensor x, torch::Tensor xrows, torch::Tensor W0, torch::Tensor b0,
+                        torch::Tensor W1, torch::Tensor b1, torch::Tensor owner, torch::Tensor in_seeds,
+                        torch::Tensor hid_seeds, torch::Tensor thr, torch::Tensor scale, int64_t t0, int64_t T) {
+  const long K = W0.size(0), N = x.size(1), D = x.size(2), H = W0.size(2);
+  const long O = std::max(in_seeds.numel(), hid_seeds.numel());
+  auto out = torch::empty({K, T, N}, x.options());
+  const float *px = x.data_ptr<float>(), *pW0 = W0.data_ptr<float>(), *pb0 = b0.data_ptr<float>();
+  const float *pW1 = W1.data_ptr<float>(), *pb1 = b1.data_ptr<float>();
+  const float *pthr = thr.data_ptr<float>(), *psc = scale.data_ptr<float>();
+  const int64_t* pxrow = xrows.numel() ? xrows.data_ptr<int64_t>() : nullptr;
+  const int64_t* pown = owner.data_ptr<int64_t>();
+  const int64_t* pin = in_seeds.numel() ? in_seeds.data_ptr<int64_t>() : nullptr;
+  const int64_t* phid = hid_seeds.numel() ? hid_seeds.data_ptr<int64_t>() : nullptr;
+  float* po = out.data_ptr<float>();
+  std::vector<std::vector<long>> members(O > 0 ? O : 1);
+  for (long k = 0; k < K; ++k) members[O > 0 ? pown[k] : 0].push_back(k);
+  const long NB = 32;  // examples per block: a member's block of h1 stays in L1
+  at::parallel_for(0, (int64_t)members.size(), 1, [&](int64_t o0, int64_t o1) {
+    std::vector<float> u0(NB * D), u1(NB * H), h0(NB * D), h1(NB * H), tail;
+    for (int64_t o = o0; o < o1; ++o) {
+      for (long tt = 0; tt < T; ++tt) {
+        const uint64_t row0 = (uint64_t)(t0 + tt) * (uint64_t)N;
+        for (long n0 = 0; n0 < N; n0 += NB) {
+          const long nb = std::min(NB, N - n0);
+          if (pin) counter_fill((uint64_t)pin[o], (row0 + n0) * (uint64_t)D, nb * D, u0.data());
+          if (phid) counter_fill((uint64_t)phid[o], (row0 + n0) * (uint64_t)H, nb * H, u1.data());
+          for (long k : members[o]) {
+            const float* xk = px + (pxrow ? pxrow[k] : k) * N * D + n0 * D;
+            if (pin) {
+              const float th = pthr[2 * k], sc = psc[2 * k];
+              for (long e = 0; e < nb * D; ++e) h0[e] = xk[e] * (u0[e] >= th ? sc : 0.f);
+            } else {
+              std::memcpy(h0.data(), xk, nb * D * sizeof(float));
+            }
+            product(h0.data(), D, 1, pW0 + k * D * H, pb0 + k * H, h1.data(), nb, D, H, tail);
+            const float th = pthr[2 * k + 1], sc = psc[2 * k + 1];
+            const float* w = pW1 + k * H;
+            float* ok = po + (k * T + tt) * N + n0;
+            for (long b = 0; b < nb; ++b) {
+              float* hb = h1.data() + b * H;
+              if (phid) {
+                const float* ub = u1.data() + b * H;
+                for (long j = 0; j < H; ++j) hb[j] = (hb[j] <= 0.f ? 0.f : hb[j]) * (ub[j] >= th ? sc : 0.f);
+              } else {
+                for (long j = 0; j < H; ++j) hb[j] = hb[j] <= 0.f ? 0.f : hb[j];
+              }
+              v8 acc = bcast(0.f);
+              long j = 0;
+              for (; j + 8 <= H; j += 8) acc += load8(hb + j) * load8(w + j);
+              float t = 0.f;
+              for (int l = 0; l < 8; ++l) t += acc[l];
+              for (; j < H; ++j) t += hb[j] * w[j];
+              ok[b] = t + pb1[k];
+            }
+          }
+        }
+      }
+    }
+  });
+  return out;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("mlp1_step", &mlp1_step);
   m.def("counter_uniforms", &counter_uniforms);
+  m.def("mc_passes", &mc_passes);
 }
 """
 
@@ -427,3 +514,53 @@ def counter_uniforms(seeds: torch.Tensor, start: int, batch: int, width: int) ->
     if start < 0 or n > 1 << 30 or (start & 0xFFFFFFFF) + n > 1 << 32:
         raise ValueError(f"counters {start}..{start + n} cross a multiple of 2**32 or the row is too long")
     return m.counter_uniforms(seeds.to(torch.int64).contiguous(), int(start), int(batch), int(width))
+
+
+def mc_passes(
+    x: torch.Tensor,
+    params: dict[str, torch.Tensor],
+    owner: torch.Tensor,
+    seeds: tuple[torch.Tensor | None, torch.Tensor | None],
+    thresholds: torch.Tensor,
+    scales: torch.Tensor,
+    first: int,
+    passes: int,
+    data_index: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """MC-dropout passes ``first .. first + passes - 1`` of K one-hidden-layer ReLU nets, one output.
+
+    Member k, pass t, example n: ``h0 = x_k[n] * m0``, ``h1 = relu(h0 @ W0_k + b0_k) * m1``,
+    ``out = h1 @ W1_k + b1_k``; ``m0[i]`` keeps (times ``scales[k, 0]``) iff the counter draw
+    (:mod:`droplab.functional.counter`) of seed ``seeds[0][owner[k]]`` at counter
+    ``(t N + n) D + i`` is ``>= thresholds[k, 0]``, ``m1`` likewise with ``seeds[1]``, counter
+    ``(t N + n) H + j``, column 1 -- the draws and masks of
+    :meth:`droplab.sweep.population.MLPNet.mc_passes` (MC dropout: Gal & Ghahramani 2016,
+    arXiv:1506.02142), in one C++ loop with no per-pass tensors; products in another
+    summation order than its batched torch ops (results agree within float rounding).
+    Needs :func:`available`.
+
+    Args:
+        x: ``(X, N, D)`` float32; member k's examples are ``x[data_index[k]]`` (default ``x[k]``).
+        params: ``W0 (K, D, H)``, ``b0 (K, 1, H)``, ``W1 (K, H, 1)``, ``b1 (K, 1, 1)``.
+        owner: ``(K,)`` int64, member k's entry in the seed tensors.
+        seeds: the input and hidden positions' seeds ``(O,)`` int64, or None (no mask there).
+        thresholds, scales: ``(K, 2)`` float32, per member (input, hidden).
+        first, passes: the first pass's index and the number of passes.
+
+    Returns:
+        ``(K, passes, N)`` float32 outputs.
+    """
+    m = _module()
+    if m is None:
+        raise RuntimeError(f"the fused step is not available: {backend()}")
+    empty = torch.empty(0, dtype=torch.int64)
+    s_in, s_hid = (empty if t is None else t.to(torch.int64).contiguous() for t in seeds)
+    k = params["W0"].shape[0]
+    xrows = _rows("data_index", data_index, k, x.shape[0])
+    if xrows.numel() == 0 and x.shape[0] != k:
+        raise ValueError(f"x holds {x.shape[0]} sets of examples for {k} members: pass data_index")
+    return m.mc_passes(
+        x.float().contiguous(), xrows, *(params[n].contiguous() for n in ("W0", "b0", "W1", "b1")),
+        owner.to(torch.int64).contiguous(), s_in, s_hid, thresholds.float().contiguous(),
+        scales.float().contiguous(), int(first), int(passes),
+    )

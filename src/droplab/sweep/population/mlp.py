@@ -340,6 +340,16 @@ class MLPNet(_Net):
 
         return available()
 
+    def _mc_fusable(self, x: torch.Tensor, P: dict[str, torch.Tensor]) -> bool:
+        # One hidden ReLU layer, one output, float32 on the CPU: fused_step.mc_passes.
+        if not (self.depth == 2 and self.activation == "relu" and self.widths[-1] == 1):
+            return False
+        if x.device.type != "cpu" or x.dtype != torch.float32 or P["W0"].dtype != torch.float32:
+            return False
+        from droplab.sweep.fused_step import available
+
+        return available()
+
     # Population may hand train_step the uniforms once per seed, (S, B, width), after setting
     # uniform_rows (K,) (member k's row; reset to None after the step): the fused step reads
     # each member's row in place, with no (K, B, width) copy.
@@ -474,6 +484,24 @@ class MLPNet(_Net):
             _, scale, _ = batched_dropout_params(rates, mode=self.modes[col])
             dev = P["W0"].device
             positions[layer_input] = (col, stream, thr.view(k, 1, 1).to(dev), scale.view(k, 1, 1).to(dev))
+        if self._mc_fusable(x, P):
+            # one C++ loop per chunk of passes (droplab.sweep.fused_step.mc_passes): the same
+            # draws and masks, no per-pass activations; chunks bound only the outputs
+            from droplab.sweep.fused_step import mc_passes as fused_mc
+
+            owner = seed_index if shared else torch.arange(k)
+            streams: list[torch.Tensor | None] = [None, None]
+            thr2, scale2 = torch.zeros(k, 2), torch.ones(k, 2)
+            for layer_input, (col, stream, thr, scale) in positions.items():
+                streams[layer_input] = stream
+                thr2[:, layer_input], scale2[:, layer_input] = thr.view(k), scale.view(k).float()
+            chunk = max(1, min(passes, budget_bytes // max(4 * k * n, 1)))
+            for t0 in range(0, passes, chunk):
+                t = min(chunk, passes - t0)
+                out = fused_mc(x, P, owner, (streams[0], streams[1]), thr2, scale2, t0, t,
+                               data_index=None if per_member else torch.zeros(k, dtype=torch.int64))
+                yield t0, out.unsqueeze(-1)
+            return
         # One buffer per layer input, reused by every chunk and block (written with out=):
         # no allocation, hence no page faults, in the loop. Only the yielded outputs are new.
         rows_max = min(chunk, passes) * block
