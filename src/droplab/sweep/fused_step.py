@@ -54,19 +54,25 @@ static inline v8 load8(const float* p) { v8 v; std::memcpy(&v, p, sizeof(v)); re
 static inline void store8(float* p, v8 v) { std::memcpy(p, &v, sizeof(v)); }
 static inline v8 bcast(float x) { return (v8){x, x, x, x, x, x, x, x}; }
 
-// out[r, j] = bias[j] + sum_c A(r, c) * B[c, j], c ascending. A(r, c) = a[r * sar + c * sac];
-// B is (Cn, N) row-major, its last N % 8 columns also in tail_b zero-padded to 8 (Cn, 8), and
-// bias's in tail_bias (8); out is (M, N) row-major. Tiles of R rows x V vectors of 8 columns
-// (R * V independent accumulators: FMA latency x throughput needs about ten), then single
-// vectors, then the tail; every element is the same chain (bias, then c ascending) whatever
-// the tile, so the tile shapes do not change a bit of the result.
-template <int R, int V>
+// out[r, j] = init[r, j] + sum_c A(r, c) * B[c, j], c ascending. A(r, c) = a[r * sar + c * sac];
+// B is (Cn, .) row-major with row stride ldb, out (R, .) with row stride ldo. init: bias[j]
+// (zero when bias is null), or with ACC the values already in out, so a sum over c split in
+// blocks (row blocks of the batch) continues each element's chain where the last block left it:
+// the same operations in the same order as one pass. Tiles of R rows x V vectors of 8 columns
+// (R * V independent accumulators: FMA latency x throughput needs about ten); every element is
+// the same chain whatever the tile, so the tile shapes do not change a bit of the result.
+template <int R, int V, bool ACC>
 static inline void tile(const float* a, long sar, long sac, const float* b, long ldb, const float* bias,
                         float* out, long ldo, long Cn) {
   v8 acc[R][V];
-  for (int v = 0; v < V; ++v) {
-    v8 init = bias ? load8(bias + 8 * v) : bcast(0.f);
-    for (int i = 0; i < R; ++i) acc[i][v] = init;
+  if (ACC) {
+    for (int i = 0; i < R; ++i)
+      for (int v = 0; v < V; ++v) acc[i][v] = load8(out + i * ldo + 8 * v);
+  } else {
+    for (int v = 0; v < V; ++v) {
+      v8 init = bias ? load8(bias + 8 * v) : bcast(0.f);
+      for (int i = 0; i < R; ++i) acc[i][v] = init;
+    }
   }
   for (long c = 0; c < Cn; ++c) {
     v8 bv[V];
@@ -80,35 +86,26 @@ static inline void tile(const float* a, long sar, long sac, const float* b, long
     for (int v = 0; v < V; ++v) store8(out + i * ldo + 8 * v, acc[i][v]);
 }
 
-template <int R, int V>
-static inline void rows(const float* a, long sar, long sac, const float* b, const float* bias,
-                        const float* tail_b, const float* tail_bias, float* out, long Cn, long N) {
+template <int R, int V, bool ACC>
+static inline void rows(const float* a, long sar, long sac, const float* b, long ldb, const float* bias,
+                        float* out, long ldo, long Cn, long N) {
   long j = 0;
-  for (; j + 8 * V <= N; j += 8 * V) tile<R, V>(a, sar, sac, b + j, N, bias ? bias + j : nullptr, out + j, N, Cn);
-  for (; j + 8 <= N; j += 8) tile<R, 1>(a, sar, sac, b + j, N, bias ? bias + j : nullptr, out + j, N, Cn);
-  if (j < N) {
-    float tmp[R * 8];
-    tile<R, 1>(a, sar, sac, tail_b, 8, tail_bias, tmp, 8, Cn);
-    for (int i = 0; i < R; ++i) std::memcpy(out + i * N + j, tmp + i * 8, (N - j) * sizeof(float));
-  }
+  for (; j + 8 * V <= N; j += 8 * V) tile<R, V, ACC>(a, sar, sac, b + j, ldb, bias ? bias + j : nullptr, out + j, ldo, Cn);
+  for (; j < N; j += 8) tile<R, 1, ACC>(a, sar, sac, b + j, ldb, bias ? bias + j : nullptr, out + j, ldo, Cn);
 }
 
-static void product(const float* a, long sar, long sac, const float* b, const float* bias,
-                    float* out, long M, long Cn, long N, std::vector<float>& tail) {
-  const long j0 = N - N % 8;
-  tail.assign(Cn * 8 + 8, 0.f);
-  if (j0 < N) {
-    for (long c = 0; c < Cn; ++c)
-      for (long j = j0; j < N; ++j) tail[c * 8 + j - j0] = b[c * N + j];
-    if (bias)
-      for (long j = j0; j < N; ++j) tail[Cn * 8 + j - j0] = bias[j];
-  }
-  const float* tb = tail.data();
-  const float* tbias = bias ? tail.data() + Cn * 8 : nullptr;
+// out (M, N) [+]= A (M, Cn) B (Cn, N) [+ bias] on padded operands: N a multiple of 8, B's rows,
+// bias and out's rows hold N floats (the columns past the real width are zero in B and bias,
+// and out's are not read), so the last columns need no tail copy.
+template <bool ACC>
+static void product(const float* a, long sar, long sac, const float* b, long ldb, const float* bias,
+                    float* out, long ldo, long M, long Cn, long N) {
   long r = 0;
-  for (; r + 4 <= M; r += 4) rows<4, 3>(a + r * sar, sar, sac, b, bias, tb, tbias, out + r * N, Cn, N);
-  for (; r < M; ++r) rows<1, 6>(a + r * sar, sar, sac, b, bias, tb, tbias, out + r * N, Cn, N);
+  for (; r + 4 <= M; r += 4) rows<4, 3, ACC>(a + r * sar, sar, sac, b, ldb, bias, out + r * ldo, ldo, Cn, N);
+  for (; r < M; ++r) rows<1, 6, ACC>(a + r * sar, sar, sac, b, ldb, bias, out + r * ldo, ldo, Cn, N);
 }
+
+static inline long pad8(long n) { return (n + 7) / 8 * 8; }
 
 // x (X, B, D) and y (X, B, C), member k's at row xrows[k] (xrows empty: k, X = K);
 // u (S, B, U) uniforms or empty, member k's at row rows[k] (rows empty: k);
@@ -134,110 +131,154 @@ std::vector<torch::Tensor> mlp1_step(torch::Tensor x, torch::Tensor xrows, torch
   float *pl = losses.data_ptr<float>(), *pgW0 = gW0.data_ptr<float>(), *pgb0 = gb0.data_ptr<float>();
   float *pgW1 = gW1.data_ptr<float>(), *pgb1 = gb1.data_ptr<float>();
   const float scale = (float)(2.0 / (double)(B * C));  // torch: diff.mul_(2.0 / (B * C))
+  // the batch in blocks of NB rows: a block's activations, gradients and uniform rows stay in
+  // L1; the sums over the batch (gW0, gW1, gb0, gb1, the loss) carry their accumulators from
+  // block to block, each element's chain unchanged (b ascending)
+  const long NB = 16, Hp = pad8(H), Cp = pad8(C);
   at::parallel_for(0, K, 1, [&](int64_t k0, int64_t k1) {
-    std::vector<float> h0(B * D), h1(B * H), out(B * C), dh(B * H), w1t(C * H), tail;
+    // padded (width a multiple of 8, zero past the real columns) weights and accumulators
+    std::vector<float> W0p(D * Hp, 0.f), b0p(Hp, 0.f), W1p(H * Cp, 0.f), b1p(Cp, 0.f), w1t(C * Hp, 0.f);
+    std::vector<float> gW0a(D * Hp), gW1a(C == 1 ? Hp : H * Cp), gb1a(C);
+    std::vector<float> h0(NB * D), h1(NB * Hp, 0.f), out(NB * Cp, 0.f), dh(NB * Hp, 0.f), m1(NB * Hp, 0.f);
+    std::vector<float> wp(Hp, 0.f), gb0a(Hp);
+    const v8 zero = bcast(0.f), one = bcast(1.f);
+    const long H8 = H - H % 8;
     for (int64_t k = k0; k < k1; ++k) {
       const long xr = pxrow ? pxrow[k] : k;
       const float* xk = px + xr * B * D;
+      const float* yk = py + xr * B * C;
       const float* uk = pu ? pu + (prow ? prow[k] : k) * B * U : nullptr;
       const float* pk = pp ? pp + k * U : nullptr;
       const float* sk = ps ? ps + k * U : nullptr;
-      // masks as MLPNet.masks, (float)(u >= p) * s, computed where they are used (a (B, U)
-      // mask buffer per member cost a pass and pushed the activations out of L1)
-      if (off0 >= 0) {
-        const float *p0 = pk + off0, *s0 = sk + off0;
-        for (long b = 0; b < B; ++b) {
-          const float* ub = uk + b * U + off0;
-          for (long i = 0; i < D; ++i) h0[b * D + i] = xk[b * D + i] * ((float)(ub[i] >= p0[i]) * s0[i]);
-        }
-      } else {
-        std::memcpy(h0.data(), xk, B * D * sizeof(float));
-      }
-      const float* p1 = off1 >= 0 ? pk + off1 : nullptr;
-      const float* s1 = off1 >= 0 ? sk + off1 : nullptr;
-      product(h0.data(), D, 1, pW0 + k * D * H, pb0 + k * H, h1.data(), B, D, H, tail);
-      for (long b = 0; b < B; ++b) {
-        float* hb = h1.data() + b * H;
-        // relu_: 0 where h <= 0, h elsewhere (NaN stays); one compare, so it vectorizes
-        if (off1 >= 0) {
-          const float* ub = uk + b * U + off1;
-          for (long j = 0; j < H; ++j) hb[j] = (hb[j] <= 0.f ? 0.f : hb[j]) * ((float)(ub[j] >= p1[j]) * s1[j]);
-        } else {
-          for (long j = 0; j < H; ++j) hb[j] = hb[j] <= 0.f ? 0.f : hb[j];
-        }
-      }
+      const float *p0 = off0 >= 0 ? pk + off0 : nullptr, *s0 = off0 >= 0 ? sk + off0 : nullptr;
+      const float *p1 = off1 >= 0 ? pk + off1 : nullptr, *s1 = off1 >= 0 ? sk + off1 : nullptr;
+      const float* w = pW1 + k * H * C;  // C == 1: W1's column
+      for (long i = 0; i < D; ++i) std::memcpy(W0p.data() + i * Hp, pW0 + (k * D + i) * H, H * sizeof(float));
+      std::memcpy(b0p.data(), pb0 + k * H, H * sizeof(float));
       if (C == 1) {
-        // out[b] = b1 + sum_j h1[b, j] W1[j]: 8 partial sums over j = lane (mod 8), then added
-        // in lane order, then the tail, then the bias
-        const float* w = pW1 + k * H;
-        for (long b = 0; b < B; ++b) {
-          const float* hb = h1.data() + b * H;
-          v8 acc = bcast(0.f);
-          long j = 0;
-          for (; j + 8 <= H; j += 8) acc += load8(hb + j) * load8(w + j);
-          float t = 0.f;
-          for (int l = 0; l < 8; ++l) t += acc[l];
-          for (; j < H; ++j) t += hb[j] * w[j];
-          out[b] = t + pb1[k];
-        }
+        std::memcpy(wp.data(), w, H * sizeof(float));
       } else {
-        product(h1.data(), H, 1, pW1 + k * H * C, pb1 + k * C, out.data(), B, H, C, tail);
+        for (long j = 0; j < H; ++j) std::memcpy(W1p.data() + j * Cp, w + j * C, C * sizeof(float));
+        std::memcpy(b1p.data(), pb1 + k * C, C * sizeof(float));
+        for (long j = 0; j < H; ++j)
+          for (long c = 0; c < C; ++c) w1t[c * Hp + j] = w[j * C + c];
       }
-      const float* yk = py + xr * B * C;
+      std::fill(gW0a.begin(), gW0a.end(), 0.f);
+      std::fill(gW1a.begin(), gW1a.end(), 0.f);
+      std::fill(gb1a.begin(), gb1a.end(), 0.f);
+      std::fill(gb0a.begin(), gb0a.end(), 0.f);
       double sq = 0.0;
-      for (long n = 0; n < B * C; ++n) {
-        const float diff = out[n] - yk[n];
-        sq += (double)diff * (double)diff;
-        out[n] = diff * scale;  // now d loss / d out
+      for (long r0 = 0; r0 < B; r0 += NB) {
+        const long R = std::min(NB, B - r0);
+        const float* xb = xk + r0 * D;
+        const float* ur = uk ? uk + r0 * U : nullptr;
+        // masks as MLPNet.masks, (float)(u >= p) * s, computed where they are used (a (B, U)
+        // mask buffer per member cost a pass and pushed the activations out of L1)
+        if (off0 >= 0) {
+          for (long b = 0; b < R; ++b) {
+            const float* ub = ur + b * U + off0;
+            for (long i = 0; i < D; ++i) h0[b * D + i] = xb[b * D + i] * ((float)(ub[i] >= p0[i]) * s0[i]);
+          }
+        } else {
+          std::memcpy(h0.data(), xb, R * D * sizeof(float));
+        }
+        // the block's hidden mask, once for the forward and the backward pass (zero past H)
+        if (off1 >= 0)
+          for (long b = 0; b < R; ++b) {
+            const float* ub = ur + b * U + off1;
+            float* mb = m1.data() + b * Hp;
+            long j = 0;
+            for (; j < H8; j += 8) store8(mb + j, (load8(ub + j) >= load8(p1 + j) ? one : zero) * load8(s1 + j));
+            for (; j < H; ++j) mb[j] = (float)(ub[j] >= p1[j]) * s1[j];
+          }
+        product<false>(h0.data(), D, 1, W0p.data(), Hp, b0p.data(), h1.data(), Hp, R, D, Hp);
+        // relu_: 0 where h <= 0, h elsewhere (NaN stays); the elementwise passes in explicit
+        // vectors over the padded width (past H the values are never read into a result)
+        for (long b = 0; b < R; ++b) {
+          float* hb = h1.data() + b * Hp;
+          const float* mb = m1.data() + b * Hp;
+          for (long j = 0; j < Hp; j += 8) {
+            const v8 h = load8(hb + j);
+            store8(hb + j, off1 >= 0 ? (h <= zero ? zero : h) * load8(mb + j) : (h <= zero ? zero : h));
+          }
+        }
+        if (C == 1) {
+          // out[b] = b1 + sum_j h1[b, j] W1[j]: 8 partial sums over j = lane (mod 8), then added
+          // in lane order, then the tail, then the bias
+          for (long b = 0; b < R; ++b) {
+            const float* hb = h1.data() + b * Hp;
+            v8 acc = bcast(0.f);
+            long j = 0;
+            for (; j + 8 <= H; j += 8) acc += load8(hb + j) * load8(w + j);
+            float t = 0.f;
+            for (int l = 0; l < 8; ++l) t += acc[l];
+            for (; j < H; ++j) t += hb[j] * w[j];
+            out[b] = t + pb1[k];
+          }
+        } else {
+          product<false>(h1.data(), Hp, 1, W1p.data(), Cp, b1p.data(), out.data(), Cp, R, H, Cp);
+        }
+        const float* yb = yk + r0 * C;
+        const long oc = C == 1 ? 1 : Cp;  // out's row stride
+        for (long b = 0; b < R; ++b)
+          for (long c = 0; c < C; ++c) {
+            const float diff = out[b * oc + c] - yb[b * C + c];
+            sq += (double)diff * (double)diff;
+            out[b * oc + c] = diff * scale;  // now d loss / d out
+          }
+        // output layer: gW1 = h1^T dout, gb1 = sum_b dout
+        if (C == 1)  // gW1^T (1, H) = dout^T (1, B) @ h1 (B, H)
+          product<true>(out.data(), 0, 1, h1.data(), Hp, nullptr, gW1a.data(), Hp, 1, R, Hp);
+        else
+          product<true>(h1.data(), 1, Hp, out.data(), Cp, nullptr, gW1a.data(), Cp, H, R, Cp);
+        for (long c = 0; c < C; ++c) {
+          float acc = gb1a[c];
+          for (long b = 0; b < R; ++b) acc += out[b * oc + c];
+          gb1a[c] = acc;
+        }
+        // back into the hidden layer: dh = dout W1^T, times the mask, zero where h1 <= 0;
+        // gb0[j] = sum_b dh[b, j], b ascending, rows added as vectors (a column-wise loop is a
+        // serial chain of B dependent adds per unit: it cost as much as the products)
+        if (C == 1) {
+          // one pass: dh[b, j] = (dout[b] * W1[j]) * m1[b, j] where h1[b, j] > 0, else 0 -- the
+          // same roundings as the product (one term, no bias), the mask and the threshold
+          for (long b = 0; b < R; ++b) {
+            float* db = dh.data() + b * Hp;
+            const float* hb = h1.data() + b * Hp;
+            const float* mb = m1.data() + b * Hp;
+            const v8 ob = bcast(out[b]);
+            for (long j = 0; j < Hp; j += 8) {
+              const v8 t = off1 >= 0 ? (ob * load8(wp.data() + j)) * load8(mb + j) : ob * load8(wp.data() + j);
+              const v8 d = load8(hb + j) > zero ? t : zero;
+              store8(db + j, d);
+              store8(gb0a.data() + j, load8(gb0a.data() + j) + d);
+            }
+          }
+        } else {
+          product<false>(out.data(), Cp, 1, w1t.data(), Hp, nullptr, dh.data(), Hp, R, C, Hp);
+          for (long b = 0; b < R; ++b) {
+            float* db = dh.data() + b * Hp;
+            const float* hb = h1.data() + b * Hp;
+            const float* mb = m1.data() + b * Hp;
+            for (long j = 0; j < Hp; j += 8) {
+              v8 d = load8(db + j);
+              if (off1 >= 0) d *= load8(mb + j);
+              d = load8(hb + j) > zero ? d : zero;  // threshold_backward(dh, h1, 0)
+              store8(db + j, d);
+              store8(gb0a.data() + j, load8(gb0a.data() + j) + d);
+            }
+          }
+        }
+        product<true>(h0.data(), 1, D, dh.data(), Hp, nullptr, gW0a.data(), Hp, D, R, Hp);
       }
       pl[k] = (float)(sq / (double)(B * C));
-      // output layer: gW1 = h1^T dout, gb1 = sum_b dout
-      if (C == 1)  // gW1^T (1, H) = dout^T (1, B) @ h1 (B, H)
-        product(out.data(), 0, 1, h1.data(), nullptr, pgW1 + k * H, 1, B, H, tail);
+      std::memcpy(pgb0 + k * H, gb0a.data(), H * sizeof(float));
+      for (long i = 0; i < D; ++i) std::memcpy(pgW0 + (k * D + i) * H, gW0a.data() + i * Hp, H * sizeof(float));
+      if (C == 1)
+        std::memcpy(pgW1 + k * H, gW1a.data(), H * sizeof(float));
       else
-        product(h1.data(), 1, H, out.data(), nullptr, pgW1 + k * H * C, H, B, C, tail);
-      for (long c = 0; c < C; ++c) {
-        float acc = 0.f;
-        for (long b = 0; b < B; ++b) acc += out[b * C + c];
-        pgb1[k * C + c] = acc;
-      }
-      // back into the hidden layer: dh = dout W1^T, times the mask, zero where h1 <= 0;
-      // gb0[j] = sum_b dh[b, j], b ascending, rows added as vectors (a column-wise loop is a
-      // serial chain of B dependent adds per unit: it cost as much as the products)
-      float* gb0k = pgb0 + k * H;
-      for (long j = 0; j < H; ++j) gb0k[j] = 0.f;
-      if (C == 1) {
-        // one pass: dh[b, j] = (dout[b] * W1[j]) * m1[b, j] where h1[b, j] > 0, else 0 -- the
-        // same roundings as the product (one term, no bias), the mask and the threshold
-        const float* w = pW1 + k * H;
-        for (long b = 0; b < B; ++b) {
-          float* db = dh.data() + b * H;
-          const float* hb = h1.data() + b * H;
-          const float ob = out[b];
-          if (off1 >= 0) {
-            const float* ub = uk + b * U + off1;
-            for (long j = 0; j < H; ++j) db[j] = hb[j] > 0.f ? (ob * w[j]) * ((float)(ub[j] >= p1[j]) * s1[j]) : 0.f;
-          } else {
-            for (long j = 0; j < H; ++j) db[j] = hb[j] > 0.f ? ob * w[j] : 0.f;
-          }
-          for (long j = 0; j < H; ++j) gb0k[j] += db[j];
-        }
-      } else {
-        for (long j = 0; j < H; ++j)
-          for (long c = 0; c < C; ++c) w1t[c * H + j] = pW1[k * H * C + j * C + c];
-        product(out.data(), C, 1, w1t.data(), nullptr, dh.data(), B, C, H, tail);
-        for (long b = 0; b < B; ++b) {
-          float* db = dh.data() + b * H;
-          const float* hb = h1.data() + b * H;
-          if (off1 >= 0) {
-            const float* ub = uk + b * U + off1;
-            for (long j = 0; j < H; ++j) db[j] *= (float)(ub[j] >= p1[j]) * s1[j];
-          }
-          for (long j = 0; j < H; ++j) db[j] = hb[j] > 0.f ? db[j] : 0.f;  // threshold_backward(dh, h1, 0)
-          for (long j = 0; j < H; ++j) gb0k[j] += db[j];
-        }
-      }
-      product(h0.data(), 1, D, dh.data(), nullptr, pgW0 + k * D * H, D, B, H, tail);
+        for (long j = 0; j < H; ++j) std::memcpy(pgW1 + (k * H + j) * C, gW1a.data() + j * Cp, C * sizeof(float));
+      std::memcpy(pgb1 + k * C, gb1a.data(), C * sizeof(float));
     }
   });
   return {losses, gW0, gb0, gW1, gb1};
@@ -263,7 +304,7 @@ def _module():
                 from torch.utils.cpp_extension import load_inline
 
                 module = load_inline(
-                    "droplab_fused_step_v8", cpp_sources=[_SOURCE],
+                    "droplab_fused_step_v9", cpp_sources=[_SOURCE],
                     # -fopenmp: at::parallel_for is an OpenMP pragma in the header; without the
                     # flag it compiles to a serial loop (threads=2 ran on one core)
                     extra_cflags=["-O3", "-march=native", "-ffp-contract=fast", "-fopenmp"],
