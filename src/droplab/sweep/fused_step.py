@@ -50,8 +50,11 @@ _SOURCE = r"""
 
 typedef float v8 __attribute__((vector_size(32)));
 
-static inline v8 load8(const float* p) { v8 v; std::memcpy(&v, p, sizeof(v)); return v; }
-static inline void store8(float* p, v8 v) { std::memcpy(p, &v, sizeof(v)); }
+// unaligned vector loads and stores typed as floats (a memcpy would be a char access that may
+// alias anything: the compiler then reloaded the captured sizes and flags in every loop)
+typedef float v8u __attribute__((vector_size(32), aligned(4)));
+static inline v8 load8(const float* p) { return *(const v8u*)p; }
+static inline void store8(float* p, v8 v) { *(v8u*)p = v; }
 static inline v8 bcast(float x) { return (v8){x, x, x, x, x, x, x, x}; }
 
 // out[r, j] = init[r, j] + sum_c A(r, c) * B[c, j], c ascending. A(r, c) = a[r * sar + c * sac];
