@@ -180,7 +180,11 @@ std::vector<torch::Tensor> mlp1_step(torch::Tensor x, torch::Tensor xrows, torch
         if (off0 >= 0) {
           for (long b = 0; b < R; ++b) {
             const float* ub = ur + b * U + off0;
-            for (long i = 0; i < D; ++i) h0[b * D + i] = xb[b * D + i] * ((float)(ub[i] >= p0[i]) * s0[i]);
+            float* hb = h0.data() + b * D;
+            long i = 0;
+            for (; i + 8 <= D; i += 8)
+              store8(hb + i, load8(xb + b * D + i) * ((load8(ub + i) >= load8(p0 + i) ? one : zero) * load8(s0 + i)));
+            for (; i < D; ++i) hb[i] = xb[b * D + i] * ((float)(ub[i] >= p0[i]) * s0[i]);
           }
         } else {
           std::memcpy(h0.data(), xb, R * D * sizeof(float));
