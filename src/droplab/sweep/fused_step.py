@@ -46,6 +46,9 @@ _SOURCE = r"""
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <cstring>
+#ifdef __FMA__
+#include <immintrin.h>
+#endif
 #include <vector>
 
 typedef float v8 __attribute__((vector_size(32)));
@@ -63,7 +66,8 @@ static inline v8 bcast(float x) { return (v8){x, x, x, x, x, x, x, x}; }
 // blocks (row blocks of the batch) continues each element's chain where the last block left it:
 // the same operations in the same order as one pass. Tiles of R rows x V vectors of 8 columns
 // (R * V independent accumulators: FMA latency x throughput needs about ten); every element is
-// the same chain whatever the tile, so the tile shapes do not change a bit of the result.
+// the same chain of operations (init, then c ascending) whatever the tile -- but see product on
+// which tiles round the product apart from the sum.
 template <int R, int V, bool ACC>
 static inline void tile(const float* a, long sar, long sac, const float* b, long ldb, const float* bias,
                         float* out, long ldo, long Cn) {
@@ -97,9 +101,12 @@ static inline void rows(const float* a, long sar, long sac, const float* b, long
   for (; j < N; j += 8) tile<R, 1, ACC>(a, sar, sac, b + j, ldb, bias ? bias + j : nullptr, out + j, ldo, Cn);
 }
 
-// out (M, N) [+]= A (M, Cn) B (Cn, N) [+ bias] on padded operands: N a multiple of 8, B's rows,
-// bias and out's rows hold N floats (the columns past the real width are zero in B and bias,
-// and out's are not read), so the last columns need no tail copy.
+// out (M, N) [+]= A (M, Cn) B (Cn, N) [+ bias] on padded operands: B's rows, bias and out's rows
+// hold pad8(N) floats (zero past N in B and bias; out's are not read), so the last N % 8
+// columns are one more vector tile, without a tail copy. The columns go to tiles of V vectors
+// while 8 V columns remain, then to single vectors: keep that split, the results depend on it
+// (GCC's Zen tuning compiles a one-accumulator chain, the 1 x 1 tile, as a product then a sum,
+// not an FMA).
 template <bool ACC>
 static void product(const float* a, long sar, long sac, const float* b, long ldb, const float* bias,
                     float* out, long ldo, long M, long Cn, long N) {
@@ -198,7 +205,7 @@ std::vector<torch::Tensor> mlp1_step(torch::Tensor x, torch::Tensor xrows, torch
             for (; j < H8; j += 8) store8(mb + j, (load8(ub + j) >= load8(p1 + j) ? one : zero) * load8(s1 + j));
             for (; j < H; ++j) mb[j] = (float)(ub[j] >= p1[j]) * s1[j];
           }
-        product<false>(h0.data(), D, 1, W0p.data(), Hp, b0p.data(), h1.data(), Hp, R, D, Hp);
+        product<false>(h0.data(), D, 1, W0p.data(), Hp, b0p.data(), h1.data(), Hp, R, D, H);
         // relu_: 0 where h <= 0, h elsewhere (NaN stays); the elementwise passes in explicit
         // vectors over the padded width (past H the values are never read into a result)
         for (long b = 0; b < R; ++b) {
@@ -223,7 +230,7 @@ std::vector<torch::Tensor> mlp1_step(torch::Tensor x, torch::Tensor xrows, torch
             out[b] = t + pb1[k];
           }
         } else {
-          product<false>(h1.data(), Hp, 1, W1p.data(), Cp, b1p.data(), out.data(), Cp, R, H, Cp);
+          product<false>(h1.data(), Hp, 1, W1p.data(), Cp, b1p.data(), out.data(), Cp, R, H, C);
         }
         const float* yb = yk + r0 * C;
         const long oc = C == 1 ? 1 : Cp;  // out's row stride
@@ -234,10 +241,8 @@ std::vector<torch::Tensor> mlp1_step(torch::Tensor x, torch::Tensor xrows, torch
             out[b * oc + c] = diff * scale;  // now d loss / d out
           }
         // output layer: gW1 = h1^T dout, gb1 = sum_b dout
-        if (C == 1)  // gW1^T (1, H) = dout^T (1, B) @ h1 (B, H)
-          product<true>(out.data(), 0, 1, h1.data(), Hp, nullptr, gW1a.data(), Hp, 1, R, Hp);
-        else
-          product<true>(h1.data(), 1, Hp, out.data(), Cp, nullptr, gW1a.data(), Cp, H, R, Cp);
+        if (C > 1)  // (C == 1: with dh below)
+          product<true>(h1.data(), 1, Hp, out.data(), Cp, nullptr, gW1a.data(), Cp, H, R, C);
         for (long c = 0; c < C; ++c) {
           float acc = gb1a[c];
           for (long b = 0; b < R; ++b) acc += out[b * oc + c];
@@ -248,21 +253,38 @@ std::vector<torch::Tensor> mlp1_step(torch::Tensor x, torch::Tensor xrows, torch
         // serial chain of B dependent adds per unit: it cost as much as the products)
         if (C == 1) {
           // one pass: dh[b, j] = (dout[b] * W1[j]) * m1[b, j] where h1[b, j] > 0, else 0 -- the
-          // same roundings as the product (one term, no bias), the mask and the threshold
-          for (long b = 0; b < R; ++b) {
-            float* db = dh.data() + b * Hp;
-            const float* hb = h1.data() + b * Hp;
-            const float* mb = m1.data() + b * Hp;
-            const v8 ob = bcast(out[b]);
-            for (long j = 0; j < Hp; j += 8) {
-              const v8 t = off1 >= 0 ? (ob * load8(wp.data() + j)) * load8(mb + j) : ob * load8(wp.data() + j);
-              const v8 d = load8(hb + j) > zero ? t : zero;
-              store8(db + j, d);
-              store8(gb0a.data() + j, load8(gb0a.data() + j) + d);
+          // same roundings as the product (one term, no bias), the mask and the threshold; with
+          // it gb0 and gW1[j] = sum_b dout[b] h1[b, j] (the product's FMA chain, b ascending),
+          // columns outer so the sums stay in registers across the rows. gW1's chain is the one
+          // the product (M = 1: tiles of 1 x 6 vectors, then 1 x 1) compiled to: FMAs in the
+          // 6-vector tiles, a product then a sum in the 1 x 1 tiles (checked bitwise against it)
+          const long J6 = H - H % 48;
+          for (long j = 0; j < Hp; j += 8) {
+            v8 g0 = load8(gb0a.data() + j), g1 = load8(gW1a.data() + j);
+            const v8 wv = load8(wp.data() + j);
+            for (long b = 0; b < R; ++b) {
+              const v8 ob = bcast(out[b]), h = load8(h1.data() + b * Hp + j);
+              const v8 t = off1 >= 0 ? (ob * wv) * load8(m1.data() + b * Hp + j) : ob * wv;
+              const v8 d = h > zero ? t : zero;
+              store8(dh.data() + b * Hp + j, d);
+              g0 += d;
+#ifdef __FMA__
+              if (j < J6) {
+                g1 = (v8)_mm256_fmadd_ps((__m256)ob, (__m256)h, (__m256)g1);
+              } else {
+                v8 q = ob * h;
+                asm("" : "+x"(q));  // keep the product rounded apart from the sum
+                g1 += q;
+              }
+#else
+              g1 += ob * h;  // no FMA: a product then a sum, as in every tile
+#endif
             }
+            store8(gb0a.data() + j, g0);
+            store8(gW1a.data() + j, g1);
           }
         } else {
-          product<false>(out.data(), Cp, 1, w1t.data(), Hp, nullptr, dh.data(), Hp, R, C, Hp);
+          product<false>(out.data(), Cp, 1, w1t.data(), Hp, nullptr, dh.data(), Hp, R, C, H);
           for (long b = 0; b < R; ++b) {
             float* db = dh.data() + b * Hp;
             const float* hb = h1.data() + b * Hp;
@@ -276,7 +298,7 @@ std::vector<torch::Tensor> mlp1_step(torch::Tensor x, torch::Tensor xrows, torch
             }
           }
         }
-        product<true>(h0.data(), 1, D, dh.data(), Hp, nullptr, gW0a.data(), Hp, D, R, Hp);
+        product<true>(h0.data(), 1, D, dh.data(), Hp, nullptr, gW0a.data(), Hp, D, R, H);
       }
       pl[k] = (float)(sq / (double)(B * C));
       std::memcpy(pgb0 + k * H, gb0a.data(), H * sizeof(float));
