@@ -9,8 +9,11 @@ dimension d) are a poor fit for the batched GEMM. :func:`mlp1_step` does the who
 member -- masks from the uniforms, forward, squared-error loss, hand-written backward -- in one
 call of a small C++ kernel, with the member's activations in its core's cache; members are split
 across threads. The products are register-blocked (tiles of 4 rows x 24 columns of the output held
-in vector registers, the inner dimension summed in ascending order). Members of one split and
-seed read one shared batch (``data_index``) and one shared row of uniforms (``seed_index``).
+in vector registers, the inner dimension summed in ascending order), and a member's batch is
+walked in blocks of 16 rows so that its activations, gradients and rows of uniforms stay in L1
+(the sums over the batch carry their accumulators from block to block: the same chains, the
+same bits as one pass). Members of one split and seed read one shared batch (``data_index``)
+and one shared row of uniforms (``seed_index``).
 
 It computes what :meth:`droplab.sweep.population.MLPNet.train_step` computes for such a net
 (masks ``(u >= p) * s`` exactly as ``MLPNet.masks``, ReLU, ``mean((out - y)**2)``, its gradient
