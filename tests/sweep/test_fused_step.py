@@ -51,6 +51,21 @@ def test_fused_step_equals_the_torch_step_within_float_rounding(d, monkeypatch):
         torch.testing.assert_close(grads_f[name], grads_t[name], rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("batch, hidden", [(1, 50), (16, 47), (130, 100)])
+def test_fused_step_agrees_with_torch_for_any_batch_size_and_width(batch, hidden, monkeypatch):
+    """The kernel walks the batch in blocks of 16 rows and the units in vectors of 8: one row,
+    one whole block, a last partial block; widths off the vector size."""
+    spec = ModelSpec(kind="mlp", hidden=(hidden,), dropout={"input": 0.0, "hidden": 0.0})
+    net, params = _net(k=8, spec=spec)
+    x, y, u = _inputs(net, 8, batch=batch)
+    assert net._fusable(x, "regression")
+    loss_f, grads_f = net.train_step(params, {}, x, y, u.clone(), "regression")
+    loss_t, grads_t = _torch_step(net, params, x, y, u, monkeypatch)
+    torch.testing.assert_close(loss_f, loss_t, rtol=1e-5, atol=1e-6)
+    for name in grads_t:
+        torch.testing.assert_close(grads_f[name], grads_t[name], rtol=1e-4, atol=1e-6)
+
+
 def test_fused_step_without_dropout_and_with_classic_masks(monkeypatch):
     plain = ModelSpec(kind="mlp", hidden=(50,))
     net, params = _net(spec=plain, rates=lambda i: ())

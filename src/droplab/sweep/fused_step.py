@@ -9,8 +9,11 @@ dimension d) are a poor fit for the batched GEMM. :func:`mlp1_step` does the who
 member -- masks from the uniforms, forward, squared-error loss, hand-written backward -- in one
 call of a small C++ kernel, with the member's activations in its core's cache; members are split
 across threads. The products are register-blocked (tiles of 4 rows x 24 columns of the output held
-in vector registers, the inner dimension summed in ascending order). Members of one split and
-seed read one shared batch (``data_index``) and one shared row of uniforms (``seed_index``).
+in vector registers, the inner dimension summed in ascending order), and a member's batch is
+walked in blocks of 16 rows so that its activations, gradients and rows of uniforms stay in L1
+(the sums over the batch carry their accumulators from block to block: the same chains, the
+same bits as one pass). Members of one split and seed read one shared batch (``data_index``)
+and one shared row of uniforms (``seed_index``).
 
 It computes what :meth:`droplab.sweep.population.MLPNet.train_step` computes for such a net
 (masks ``(u >= p) * s`` exactly as ``MLPNet.masks``, ReLU, ``mean((out - y)**2)``, its gradient
@@ -48,27 +51,40 @@ _SOURCE = r"""
 #include <cstdint>
 #include <algorithm>
 #include <cstring>
+#ifdef __FMA__
+#include <immintrin.h>
+#endif
 #include <vector>
 
 typedef float v8 __attribute__((vector_size(32)));
 
-static inline v8 load8(const float* p) { v8 v; std::memcpy(&v, p, sizeof(v)); return v; }
-static inline void store8(float* p, v8 v) { std::memcpy(p, &v, sizeof(v)); }
+// unaligned vector loads and stores typed as floats (a memcpy would be a char access that may
+// alias anything: the compiler then reloaded the captured sizes and flags in every loop)
+typedef float v8u __attribute__((vector_size(32), aligned(4)));
+static inline v8 load8(const float* p) { return *(const v8u*)p; }
+static inline void store8(float* p, v8 v) { *(v8u*)p = v; }
 static inline v8 bcast(float x) { return (v8){x, x, x, x, x, x, x, x}; }
 
-// out[r, j] = bias[j] + sum_c A(r, c) * B[c, j], c ascending. A(r, c) = a[r * sar + c * sac];
-// B is (Cn, N) row-major, its last N % 8 columns also in tail_b zero-padded to 8 (Cn, 8), and
-// bias's in tail_bias (8); out is (M, N) row-major. Tiles of R rows x V vectors of 8 columns
-// (R * V independent accumulators: FMA latency x throughput needs about ten), then single
-// vectors, then the tail; every element is the same chain (bias, then c ascending) whatever
-// the tile, so the tile shapes do not change a bit of the result.
-template <int R, int V>
+// out[r, j] = init[r, j] + sum_c A(r, c) * B[c, j], c ascending. A(r, c) = a[r * sar + c * sac];
+// B is (Cn, .) row-major with row stride ldb, out (R, .) with row stride ldo. init: bias[j]
+// (zero when bias is null), or with ACC the values already in out, so a sum over c split in
+// blocks (row blocks of the batch) continues each element's chain where the last block left it:
+// the same operations in the same order as one pass. Tiles of R rows x V vectors of 8 columns
+// (R * V independent accumulators: FMA latency x throughput needs about ten); every element is
+// the same chain of operations (init, then c ascending) whatever the tile -- but see product on
+// which tiles round the product apart from the sum.
+template <int R, int V, bool ACC>
 static inline void tile(const float* a, long sar, long sac, const float* b, long ldb, const float* bias,
                         float* out, long ldo, long Cn) {
   v8 acc[R][V];
-  for (int v = 0; v < V; ++v) {
-    v8 init = bias ? load8(bias + 8 * v) : bcast(0.f);
-    for (int i = 0; i < R; ++i) acc[i][v] = init;
+  if (ACC) {
+    for (int i = 0; i < R; ++i)
+      for (int v = 0; v < V; ++v) acc[i][v] = load8(out + i * ldo + 8 * v);
+  } else {
+    for (int v = 0; v < V; ++v) {
+      v8 init = bias ? load8(bias + 8 * v) : bcast(0.f);
+      for (int i = 0; i < R; ++i) acc[i][v] = init;
+    }
   }
   for (long c = 0; c < Cn; ++c) {
     v8 bv[V];
@@ -82,35 +98,29 @@ static inline void tile(const float* a, long sar, long sac, const float* b, long
     for (int v = 0; v < V; ++v) store8(out + i * ldo + 8 * v, acc[i][v]);
 }
 
-template <int R, int V>
-static inline void rows(const float* a, long sar, long sac, const float* b, const float* bias,
-                        const float* tail_b, const float* tail_bias, float* out, long Cn, long N) {
+template <int R, int V, bool ACC>
+static inline void rows(const float* a, long sar, long sac, const float* b, long ldb, const float* bias,
+                        float* out, long ldo, long Cn, long N) {
   long j = 0;
-  for (; j + 8 * V <= N; j += 8 * V) tile<R, V>(a, sar, sac, b + j, N, bias ? bias + j : nullptr, out + j, N, Cn);
-  for (; j + 8 <= N; j += 8) tile<R, 1>(a, sar, sac, b + j, N, bias ? bias + j : nullptr, out + j, N, Cn);
-  if (j < N) {
-    float tmp[R * 8];
-    tile<R, 1>(a, sar, sac, tail_b, 8, tail_bias, tmp, 8, Cn);
-    for (int i = 0; i < R; ++i) std::memcpy(out + i * N + j, tmp + i * 8, (N - j) * sizeof(float));
-  }
+  for (; j + 8 * V <= N; j += 8 * V) tile<R, V, ACC>(a, sar, sac, b + j, ldb, bias ? bias + j : nullptr, out + j, ldo, Cn);
+  for (; j < N; j += 8) tile<R, 1, ACC>(a, sar, sac, b + j, ldb, bias ? bias + j : nullptr, out + j, ldo, Cn);
 }
 
-static void product(const float* a, long sar, long sac, const float* b, const float* bias,
-                    float* out, long M, long Cn, long N, std::vector<float>& tail) {
-  const long j0 = N - N % 8;
-  tail.assign(Cn * 8 + 8, 0.f);
-  if (j0 < N) {
-    for (long c = 0; c < Cn; ++c)
-      for (long j = j0; j < N; ++j) tail[c * 8 + j - j0] = b[c * N + j];
-    if (bias)
-      for (long j = j0; j < N; ++j) tail[Cn * 8 + j - j0] = bias[j];
-  }
-  const float* tb = tail.data();
-  const float* tbias = bias ? tail.data() + Cn * 8 : nullptr;
+// out (M, N) [+]= A (M, Cn) B (Cn, N) [+ bias] on padded operands: B's rows, bias and out's rows
+// hold pad8(N) floats (zero past N in B and bias; out's are not read), so the last N % 8
+// columns are one more vector tile, without a tail copy. The columns go to tiles of V vectors
+// while 8 V columns remain, then to single vectors: keep that split, the results depend on it
+// (GCC's Zen tuning compiles a one-accumulator chain, the 1 x 1 tile, as a product then a sum,
+// not an FMA).
+template <bool ACC>
+static void product(const float* a, long sar, long sac, const float* b, long ldb, const float* bias,
+                    float* out, long ldo, long M, long Cn, long N) {
   long r = 0;
-  for (; r + 4 <= M; r += 4) rows<4, 3>(a + r * sar, sar, sac, b, bias, tb, tbias, out + r * N, Cn, N);
-  for (; r < M; ++r) rows<1, 6>(a + r * sar, sar, sac, b, bias, tb, tbias, out + r * N, Cn, N);
+  for (; r + 4 <= M; r += 4) rows<4, 3, ACC>(a + r * sar, sar, sac, b, ldb, bias, out + r * ldo, ldo, Cn, N);
+  for (; r < M; ++r) rows<1, 6, ACC>(a + r * sar, sar, sac, b, ldb, bias, out + r * ldo, ldo, Cn, N);
 }
+
+static inline long pad8(long n) { return (n + 7) / 8 * 8; }
 
 // x (X, B, D) and y (X, B, C), member k's at row xrows[k] (xrows empty: k, X = K);
 // u (S, B, U) uniforms or empty, member k's at row rows[k] (rows empty: k);
@@ -136,110 +146,173 @@ std::vector<torch::Tensor> mlp1_step(torch::Tensor x, torch::Tensor xrows, torch
   float *pl = losses.data_ptr<float>(), *pgW0 = gW0.data_ptr<float>(), *pgb0 = gb0.data_ptr<float>();
   float *pgW1 = gW1.data_ptr<float>(), *pgb1 = gb1.data_ptr<float>();
   const float scale = (float)(2.0 / (double)(B * C));  // torch: diff.mul_(2.0 / (B * C))
+  // the batch in blocks of NB rows: a block's activations, gradients and uniform rows stay in
+  // L1; the sums over the batch (gW0, gW1, gb0, gb1, the loss) carry their accumulators from
+  // block to block, each element's chain unchanged (b ascending)
+  const long NB = 16, Hp = pad8(H), Cp = pad8(C);
   at::parallel_for(0, K, 1, [&](int64_t k0, int64_t k1) {
-    std::vector<float> h0(B * D), h1(B * H), out(B * C), dh(B * H), w1t(C * H), tail;
+    // padded (width a multiple of 8, zero past the real columns) weights and accumulators
+    std::vector<float> W0p(D * Hp, 0.f), b0p(Hp, 0.f), W1p(H * Cp, 0.f), b1p(Cp, 0.f), w1t(C * Hp, 0.f);
+    std::vector<float> gW0a(D * Hp), gW1a(C == 1 ? Hp : H * Cp), gb1a(C);
+    std::vector<float> h0(NB * D), h1(NB * Hp, 0.f), out(NB * Cp, 0.f), dh(NB * Hp, 0.f), m1(NB * Hp, 0.f);
+    std::vector<float> wp(Hp, 0.f), gb0a(Hp);
+    const v8 zero = bcast(0.f), one = bcast(1.f);
+    const long H8 = H - H % 8;
     for (int64_t k = k0; k < k1; ++k) {
       const long xr = pxrow ? pxrow[k] : k;
       const float* xk = px + xr * B * D;
+      const float* yk = py + xr * B * C;
       const float* uk = pu ? pu + (prow ? prow[k] : k) * B * U : nullptr;
       const float* pk = pp ? pp + k * U : nullptr;
       const float* sk = ps ? ps + k * U : nullptr;
-      // masks as MLPNet.masks, (float)(u >= p) * s, computed where they are used (a (B, U)
-      // mask buffer per member cost a pass and pushed the activations out of L1)
-      if (off0 >= 0) {
-        const float *p0 = pk + off0, *s0 = sk + off0;
-        for (long b = 0; b < B; ++b) {
-          const float* ub = uk + b * U + off0;
-          for (long i = 0; i < D; ++i) h0[b * D + i] = xk[b * D + i] * ((float)(ub[i] >= p0[i]) * s0[i]);
-        }
-      } else {
-        std::memcpy(h0.data(), xk, B * D * sizeof(float));
-      }
-      const float* p1 = off1 >= 0 ? pk + off1 : nullptr;
-      const float* s1 = off1 >= 0 ? sk + off1 : nullptr;
-      product(h0.data(), D, 1, pW0 + k * D * H, pb0 + k * H, h1.data(), B, D, H, tail);
-      for (long b = 0; b < B; ++b) {
-        float* hb = h1.data() + b * H;
-        // relu_: 0 where h <= 0, h elsewhere (NaN stays); one compare, so it vectorizes
-        if (off1 >= 0) {
-          const float* ub = uk + b * U + off1;
-          for (long j = 0; j < H; ++j) hb[j] = (hb[j] <= 0.f ? 0.f : hb[j]) * ((float)(ub[j] >= p1[j]) * s1[j]);
-        } else {
-          for (long j = 0; j < H; ++j) hb[j] = hb[j] <= 0.f ? 0.f : hb[j];
-        }
-      }
+      const float *p0 = off0 >= 0 ? pk + off0 : nullptr, *s0 = off0 >= 0 ? sk + off0 : nullptr;
+      const float *p1 = off1 >= 0 ? pk + off1 : nullptr, *s1 = off1 >= 0 ? sk + off1 : nullptr;
+      const float* w = pW1 + k * H * C;  // C == 1: W1's column
+      for (long i = 0; i < D; ++i) std::memcpy(W0p.data() + i * Hp, pW0 + (k * D + i) * H, H * sizeof(float));
+      std::memcpy(b0p.data(), pb0 + k * H, H * sizeof(float));
       if (C == 1) {
-        // out[b] = b1 + sum_j h1[b, j] W1[j]: 8 partial sums over j = lane (mod 8), then added
-        // in lane order, then the tail, then the bias
-        const float* w = pW1 + k * H;
-        for (long b = 0; b < B; ++b) {
-          const float* hb = h1.data() + b * H;
-          v8 acc = bcast(0.f);
-          long j = 0;
-          for (; j + 8 <= H; j += 8) acc += load8(hb + j) * load8(w + j);
-          float t = 0.f;
-          for (int l = 0; l < 8; ++l) t += acc[l];
-          for (; j < H; ++j) t += hb[j] * w[j];
-          out[b] = t + pb1[k];
-        }
+        std::memcpy(wp.data(), w, H * sizeof(float));
       } else {
-        product(h1.data(), H, 1, pW1 + k * H * C, pb1 + k * C, out.data(), B, H, C, tail);
+        for (long j = 0; j < H; ++j) std::memcpy(W1p.data() + j * Cp, w + j * C, C * sizeof(float));
+        std::memcpy(b1p.data(), pb1 + k * C, C * sizeof(float));
+        for (long j = 0; j < H; ++j)
+          for (long c = 0; c < C; ++c) w1t[c * Hp + j] = w[j * C + c];
       }
-      const float* yk = py + xr * B * C;
+      std::fill(gW0a.begin(), gW0a.end(), 0.f);
+      std::fill(gW1a.begin(), gW1a.end(), 0.f);
+      std::fill(gb1a.begin(), gb1a.end(), 0.f);
+      std::fill(gb0a.begin(), gb0a.end(), 0.f);
       double sq = 0.0;
-      for (long n = 0; n < B * C; ++n) {
-        const float diff = out[n] - yk[n];
-        sq += (double)diff * (double)diff;
-        out[n] = diff * scale;  // now d loss / d out
+      for (long r0 = 0; r0 < B; r0 += NB) {
+        const long R = std::min(NB, B - r0);
+        const float* xb = xk + r0 * D;
+        const float* ur = uk ? uk + r0 * U : nullptr;
+        // masks as MLPNet.masks, (float)(u >= p) * s, computed where they are used (a (B, U)
+        // mask buffer per member cost a pass and pushed the activations out of L1)
+        if (off0 >= 0) {
+          for (long b = 0; b < R; ++b) {
+            const float* ub = ur + b * U + off0;
+            float* hb = h0.data() + b * D;
+            long i = 0;
+            for (; i + 8 <= D; i += 8)
+              store8(hb + i, load8(xb + b * D + i) * ((load8(ub + i) >= load8(p0 + i) ? one : zero) * load8(s0 + i)));
+            for (; i < D; ++i) hb[i] = xb[b * D + i] * ((float)(ub[i] >= p0[i]) * s0[i]);
+          }
+        } else {
+          std::memcpy(h0.data(), xb, R * D * sizeof(float));
+        }
+        // the block's hidden mask, once for the forward and the backward pass (zero past H)
+        if (off1 >= 0)
+          for (long b = 0; b < R; ++b) {
+            const float* ub = ur + b * U + off1;
+            float* mb = m1.data() + b * Hp;
+            long j = 0;
+            for (; j < H8; j += 8) store8(mb + j, (load8(ub + j) >= load8(p1 + j) ? one : zero) * load8(s1 + j));
+            for (; j < H; ++j) mb[j] = (float)(ub[j] >= p1[j]) * s1[j];
+          }
+        product<false>(h0.data(), D, 1, W0p.data(), Hp, b0p.data(), h1.data(), Hp, R, D, H);
+        // relu_: 0 where h <= 0, h elsewhere (NaN stays); the elementwise passes in explicit
+        // vectors over the padded width (past H the values are never read into a result)
+        for (long b = 0; b < R; ++b) {
+          float* hb = h1.data() + b * Hp;
+          const float* mb = m1.data() + b * Hp;
+          for (long j = 0; j < Hp; j += 8) {
+            const v8 h = load8(hb + j);
+            store8(hb + j, off1 >= 0 ? (h <= zero ? zero : h) * load8(mb + j) : (h <= zero ? zero : h));
+          }
+        }
+        if (C == 1) {
+          // out[b] = b1 + sum_j h1[b, j] W1[j]: 8 partial sums over j = lane (mod 8), then added
+          // in lane order, then the tail, then the bias
+          for (long b = 0; b < R; ++b) {
+            const float* hb = h1.data() + b * Hp;
+            v8 acc = bcast(0.f);
+            long j = 0;
+            for (; j + 8 <= H; j += 8) acc += load8(hb + j) * load8(w + j);
+            float t = 0.f;
+            for (int l = 0; l < 8; ++l) t += acc[l];
+            for (; j < H; ++j) t += hb[j] * w[j];
+            out[b] = t + pb1[k];
+          }
+        } else {
+          product<false>(h1.data(), Hp, 1, W1p.data(), Cp, b1p.data(), out.data(), Cp, R, H, C);
+        }
+        const float* yb = yk + r0 * C;
+        const long oc = C == 1 ? 1 : Cp;  // out's row stride
+        for (long b = 0; b < R; ++b)
+          for (long c = 0; c < C; ++c) {
+            const float diff = out[b * oc + c] - yb[b * C + c];
+            sq += (double)diff * (double)diff;
+            out[b * oc + c] = diff * scale;  // now d loss / d out
+          }
+        // output layer: gW1 = h1^T dout, gb1 = sum_b dout
+        if (C > 1)  // (C == 1: with dh below)
+          product<true>(h1.data(), 1, Hp, out.data(), Cp, nullptr, gW1a.data(), Cp, H, R, C);
+        for (long c = 0; c < C; ++c) {
+          float acc = gb1a[c];
+          for (long b = 0; b < R; ++b) acc += out[b * oc + c];
+          gb1a[c] = acc;
+        }
+        // back into the hidden layer: dh = dout W1^T, times the mask, zero where h1 <= 0;
+        // gb0[j] = sum_b dh[b, j], b ascending, rows added as vectors (a column-wise loop is a
+        // serial chain of B dependent adds per unit: it cost as much as the products)
+        if (C == 1) {
+          // one pass: dh[b, j] = (dout[b] * W1[j]) * m1[b, j] where h1[b, j] > 0, else 0 -- the
+          // same roundings as the product (one term, no bias), the mask and the threshold; with
+          // it gb0 and gW1[j] = sum_b dout[b] h1[b, j] (the product's FMA chain, b ascending),
+          // columns outer so the sums stay in registers across the rows. gW1's chain is the one
+          // the product (M = 1: tiles of 1 x 6 vectors, then 1 x 1) compiled to: FMAs in the
+          // 6-vector tiles, a product then a sum in the 1 x 1 tiles (checked bitwise against it)
+          const long J6 = H - H % 48;
+          for (long j = 0; j < Hp; j += 8) {
+            v8 g0 = load8(gb0a.data() + j), g1 = load8(gW1a.data() + j);
+            const v8 wv = load8(wp.data() + j);
+            for (long b = 0; b < R; ++b) {
+              const v8 ob = bcast(out[b]), h = load8(h1.data() + b * Hp + j);
+              const v8 t = off1 >= 0 ? (ob * wv) * load8(m1.data() + b * Hp + j) : ob * wv;
+              const v8 d = h > zero ? t : zero;
+              store8(dh.data() + b * Hp + j, d);
+              g0 += d;
+#ifdef __FMA__
+              if (j < J6) {
+                g1 = (v8)_mm256_fmadd_ps((__m256)ob, (__m256)h, (__m256)g1);
+              } else {
+                v8 q = ob * h;
+                asm("" : "+x"(q));  // keep the product rounded apart from the sum
+                g1 += q;
+              }
+#else
+              g1 += ob * h;  // no FMA: a product then a sum, as in every tile
+#endif
+            }
+            store8(gb0a.data() + j, g0);
+            store8(gW1a.data() + j, g1);
+          }
+        } else {
+          product<false>(out.data(), Cp, 1, w1t.data(), Hp, nullptr, dh.data(), Hp, R, C, H);
+          for (long b = 0; b < R; ++b) {
+            float* db = dh.data() + b * Hp;
+            const float* hb = h1.data() + b * Hp;
+            const float* mb = m1.data() + b * Hp;
+            for (long j = 0; j < Hp; j += 8) {
+              v8 d = load8(db + j);
+              if (off1 >= 0) d *= load8(mb + j);
+              d = load8(hb + j) > zero ? d : zero;  // threshold_backward(dh, h1, 0)
+              store8(db + j, d);
+              store8(gb0a.data() + j, load8(gb0a.data() + j) + d);
+            }
+          }
+        }
+        product<true>(h0.data(), 1, D, dh.data(), Hp, nullptr, gW0a.data(), Hp, D, R, H);
       }
       pl[k] = (float)(sq / (double)(B * C));
-      // output layer: gW1 = h1^T dout, gb1 = sum_b dout
-      if (C == 1)  // gW1^T (1, H) = dout^T (1, B) @ h1 (B, H)
-        product(out.data(), 0, 1, h1.data(), nullptr, pgW1 + k * H, 1, B, H, tail);
+      std::memcpy(pgb0 + k * H, gb0a.data(), H * sizeof(float));
+      for (long i = 0; i < D; ++i) std::memcpy(pgW0 + (k * D + i) * H, gW0a.data() + i * Hp, H * sizeof(float));
+      if (C == 1)
+        std::memcpy(pgW1 + k * H, gW1a.data(), H * sizeof(float));
       else
-        product(h1.data(), 1, H, out.data(), nullptr, pgW1 + k * H * C, H, B, C, tail);
-      for (long c = 0; c < C; ++c) {
-        float acc = 0.f;
-        for (long b = 0; b < B; ++b) acc += out[b * C + c];
-        pgb1[k * C + c] = acc;
-      }
-      // back into the hidden layer: dh = dout W1^T, times the mask, zero where h1 <= 0;
-      // gb0[j] = sum_b dh[b, j], b ascending, rows added as vectors (a column-wise loop is a
-      // serial chain of B dependent adds per unit: it cost as much as the products)
-      float* gb0k = pgb0 + k * H;
-      for (long j = 0; j < H; ++j) gb0k[j] = 0.f;
-      if (C == 1) {
-        // one pass: dh[b, j] = (dout[b] * W1[j]) * m1[b, j] where h1[b, j] > 0, else 0 -- the
-        // same roundings as the product (one term, no bias), the mask and the threshold
-        const float* w = pW1 + k * H;
-        for (long b = 0; b < B; ++b) {
-          float* db = dh.data() + b * H;
-          const float* hb = h1.data() + b * H;
-          const float ob = out[b];
-          if (off1 >= 0) {
-            const float* ub = uk + b * U + off1;
-            for (long j = 0; j < H; ++j) db[j] = hb[j] > 0.f ? (ob * w[j]) * ((float)(ub[j] >= p1[j]) * s1[j]) : 0.f;
-          } else {
-            for (long j = 0; j < H; ++j) db[j] = hb[j] > 0.f ? ob * w[j] : 0.f;
-          }
-          for (long j = 0; j < H; ++j) gb0k[j] += db[j];
-        }
-      } else {
-        for (long j = 0; j < H; ++j)
-          for (long c = 0; c < C; ++c) w1t[c * H + j] = pW1[k * H * C + j * C + c];
-        product(out.data(), C, 1, w1t.data(), nullptr, dh.data(), B, C, H, tail);
-        for (long b = 0; b < B; ++b) {
-          float* db = dh.data() + b * H;
-          const float* hb = h1.data() + b * H;
-          if (off1 >= 0) {
-            const float* ub = uk + b * U + off1;
-            for (long j = 0; j < H; ++j) db[j] *= (float)(ub[j] >= p1[j]) * s1[j];
-          }
-          for (long j = 0; j < H; ++j) db[j] = hb[j] > 0.f ? db[j] : 0.f;  // threshold_backward(dh, h1, 0)
-          for (long j = 0; j < H; ++j) gb0k[j] += db[j];
-        }
-      }
-      product(h0.data(), 1, D, dh.data(), nullptr, pgW0 + k * D * H, D, B, H, tail);
+        for (long j = 0; j < H; ++j) std::memcpy(pgW1 + (k * H + j) * C, gW1a.data() + j * Cp, C * sizeof(float));
+      std::memcpy(pgb1 + k * C, gb1a.data(), C * sizeof(float));
     }
   });
   return {losses, gW0, gb0, gW1, gb1};
@@ -325,9 +398,16 @@ torch::Tensor mc_passes(torch::Tensor x, torch::Tensor xrows, torch::Tensor W0, 
   float* po = out.data_ptr<float>();
   std::vector<std::vector<long>> members(O > 0 ? O : 1);
   for (long k = 0; k < K; ++k) members[O > 0 ? pown[k] : 0].push_back(k);
+  // padded weights (width a multiple of 8, zero past H), as product wants them
+  const long Hp = pad8(H);
+  std::vector<float> W0p(K * D * Hp, 0.f), b0p(K * Hp, 0.f);
+  for (long k = 0; k < K; ++k) {
+    for (long i = 0; i < D; ++i) std::memcpy(W0p.data() + (k * D + i) * Hp, pW0 + (k * D + i) * H, H * sizeof(float));
+    std::memcpy(b0p.data() + k * Hp, pb0 + k * H, H * sizeof(float));
+  }
   const long NB = 32;  // examples per block: a member's block of h1 stays in L1
   at::parallel_for(0, (int64_t)members.size(), 1, [&](int64_t o0, int64_t o1) {
-    std::vector<float> u0(NB * D), u1(NB * H), h0(NB * D), h1(NB * H), tail;
+    std::vector<float> u0(NB * D), u1(NB * H), h0(NB * D), h1(NB * Hp);
     for (int64_t o = o0; o < o1; ++o) {
       for (long tt = 0; tt < T; ++tt) {
         const uint64_t row0 = (uint64_t)(t0 + tt) * (uint64_t)N;
@@ -343,12 +423,12 @@ torch::Tensor mc_passes(torch::Tensor x, torch::Tensor xrows, torch::Tensor W0, 
             } else {
               std::memcpy(h0.data(), xk, nb * D * sizeof(float));
             }
-            product(h0.data(), D, 1, pW0 + k * D * H, pb0 + k * H, h1.data(), nb, D, H, tail);
+            product<false>(h0.data(), D, 1, W0p.data() + k * D * Hp, Hp, b0p.data() + k * Hp, h1.data(), Hp, nb, D, H);
             const float th = pthr[2 * k + 1], sc = psc[2 * k + 1];
             const float* w = pW1 + k * H;
             float* ok = po + (k * T + tt) * N + n0;
             for (long b = 0; b < nb; ++b) {
-              float* hb = h1.data() + b * H;
+              float* hb = h1.data() + b * Hp;
               if (phid) {
                 const float* ub = u1.data() + b * H;
                 for (long j = 0; j < H; ++j) hb[j] = (hb[j] <= 0.f ? 0.f : hb[j]) * (ub[j] >= th ? sc : 0.f);
@@ -395,7 +475,7 @@ def _module():
                 from torch.utils.cpp_extension import load_inline
 
                 module = load_inline(
-                    "droplab_fused_step_v10", cpp_sources=[_SOURCE],
+                    "droplab_fused_step_v11", cpp_sources=[_SOURCE],
                     # -fopenmp: at::parallel_for is an OpenMP pragma in the header; without the
                     # flag it compiles to a serial loop (threads=2 ran on one core)
                     extra_cflags=["-O3", "-march=native", "-ffp-contract=fast", "-fopenmp"],
