@@ -13,7 +13,7 @@ test:
 	$(PY) -m pytest -q
 
 # The long ones run by hand: benchmarks/seeds_auto.py (two demo sweeps, 20 seeds) and
-# benchmarks/uci_protocol.py (the published UCI protocol on bostonHousing, about 2 min of droplab
+# benchmarks/uci_protocol.py (the published UCI protocol on bostonHousing, about 1 min of droplab
 # and 30 s of timed plain runs on a quiet 2-core machine).
 bench:
 	@DROPLAB_EXTRAS=optuna bash scripts/setup.sh
