@@ -131,6 +131,18 @@ static void product(const float* a, long sar, long sac, const float* b, long ldb
 
 static inline long pad8(long n) { return (n + 7) / 8 * 8; }
 
+// One output: bias + sum_j h[j] w[j], as 8 partial sums over j = lane (mod 8), added in lane
+// order, then the tail, then the bias.
+static inline float dot_out(const float* h, const float* w, long H, float bias) {
+  v8 acc = bcast(0.f);
+  long j = 0;
+  for (; j + 8 <= H; j += 8) acc += load8(h + j) * load8(w + j);
+  float t = 0.f;
+  for (int l = 0; l < 8; ++l) t += acc[l];
+  for (; j < H; ++j) t += h[j] * w[j];
+  return t + bias;
+}
+
 // x (X, B, D) and y (X, B, C), member k's at row xrows[k] (xrows empty: k, X = K);
 // u (S, B, U) uniforms or empty, member k's at row rows[k] (rows empty: k);
 // p, s (K, 1, U) thresholds and scales; off0/off1
@@ -233,16 +245,7 @@ std::vector<torch::Tensor> mlp1_step(torch::Tensor x, torch::Tensor xrows, torch
         if (C == 1) {
           // out[b] = b1 + sum_j h1[b, j] W1[j]: 8 partial sums over j = lane (mod 8), then added
           // in lane order, then the tail, then the bias
-          for (long b = 0; b < R; ++b) {
-            const float* hb = h1.data() + b * Hp;
-            v8 acc = bcast(0.f);
-            long j = 0;
-            for (; j + 8 <= H; j += 8) acc += load8(hb + j) * load8(w + j);
-            float t = 0.f;
-            for (int l = 0; l < 8; ++l) t += acc[l];
-            for (; j < H; ++j) t += hb[j] * w[j];
-            out[b] = t + pb1[k];
-          }
+          for (long b = 0; b < R; ++b) out[b] = dot_out(h1.data() + b * Hp, w, H, pb1[k]);
         } else {
           product<false>(h1.data(), Hp, 1, W1p.data(), Cp, b1p.data(), out.data(), Cp, R, H, C);
         }
@@ -444,13 +447,7 @@ torch::Tensor mc_passes(torch::Tensor x, torch::Tensor xrows, torch::Tensor W0, 
               } else {
                 for (long j = 0; j < H; ++j) hb[j] = hb[j] <= 0.f ? 0.f : hb[j];
               }
-              v8 acc = bcast(0.f);
-              long j = 0;
-              for (; j + 8 <= H; j += 8) acc += load8(hb + j) * load8(w + j);
-              float t = 0.f;
-              for (int l = 0; l < 8; ++l) t += acc[l];
-              for (; j < H; ++j) t += hb[j] * w[j];
-              ok[b] = t + pb1[k];
+              ok[b] = dot_out(hb, w, H, pb1[k]);
             }
           }
         }
@@ -484,7 +481,7 @@ def _module():
                 from torch.utils.cpp_extension import load_inline
 
                 module = load_inline(
-                    "droplab_fused_step_v11", cpp_sources=[_SOURCE],
+                    "droplab_fused_step_v12", cpp_sources=[_SOURCE],
                     # -fopenmp: at::parallel_for is an OpenMP pragma in the header; without the
                     # flag it compiles to a serial loop (threads=2 ran on one core)
                     extra_cflags=["-O3", "-march=native", "-ffp-contract=fast", "-fopenmp"],
