@@ -224,7 +224,11 @@ def test_mb_per_run_is_measured_for_every_population(tmp_path):
         assert {r["cost"]["population_size"] for r in st.runs()} == {6}  # two populations of 6
     mb = [r["peak_mem_mb"] for r in rows]
     assert len(mb) == 4 and min(mb) > 0.3, mb  # every member holds ~0.3 MB of weights alone
-    assert max(mb) < 2 * min(mb), mb  # the first population pays no one-off costs of the process
+    # The first population pays no one-off costs of the process: torch's lazy imports, ~70 MB,
+    # would add ~12 MB to each of its 6 members. RSS sampled over a 2-epoch sweep varies by up
+    # to ~4 MB per member between runs and populations on a loaded 2-core machine (measured
+    # 2.6-6.7 MB, either population the larger), so a ratio bound of 2 failed now and then.
+    assert max(mb) - min(mb) < 6.0, mb
 
 
 def test_no_lock_file_is_left_behind(npz, tmp_path, capsys):
