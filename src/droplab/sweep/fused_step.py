@@ -330,9 +330,8 @@ std::vector<torch::Tensor> mlp1_step(torch::Tensor x, torch::Tensor xrows, torch
   return {losses, gW0, gb0, gW1, gb1};
 }
 
-// droplab.functional.counter's uniforms, bit for bit: row s is counter_uniform((B, U),
-// seeds[s], offset=start) for counters that do not cross a multiple of 2**32 (the caller
-// checks). Keys as counter._keys: splitmix64(seed), or of splitmix64(seed ^ splitmix64(hi))
+// droplab.functional.counter's uniforms, bit for bit (counter_fill below; counter_uniforms: row s
+// is counter_uniform((B, U), seeds[s], offset=start)). Keys as counter._keys: splitmix64(seed), or of splitmix64(seed ^ splitmix64(hi))
 // when the counter's high word hi is not 0; u = (mix(mix(lo + i + k0) ^ k1) >> 8) / 2**24.
 static inline uint64_t splitmix64(uint64_t z) {
   z += 0x9E3779B97F4A7C15ULL;
@@ -347,28 +346,6 @@ static inline uint32_t mix32(uint32_t h) {
   h ^= h >> 15;
   h *= 0x846CA68BU;
   return h ^ (h >> 16);
-}
-
-torch::Tensor counter_uniforms(torch::Tensor seeds, int64_t start, int64_t B, int64_t U) {
-  const long S = seeds.size(0), n = B * U;
-  auto out = torch::empty({S, B, U}, torch::TensorOptions().dtype(torch::kFloat32));
-  const int64_t* ps = seeds.data_ptr<int64_t>();
-  float* po = out.data_ptr<float>();
-  const uint64_t hi = (uint64_t)start >> 32;
-  const uint32_t lo = (uint32_t)((uint64_t)start & 0xFFFFFFFFULL);
-  at::parallel_for(0, S, 1, [&](int64_t s0, int64_t s1) {
-    for (int64_t s = s0; s < s1; ++s) {
-      const uint64_t seed = (uint64_t)ps[s];
-      const uint64_t k = splitmix64(hi == 0 ? seed : splitmix64(seed ^ splitmix64(hi)));
-      const uint32_t k0 = (uint32_t)k, k1 = (uint32_t)(k >> 32);
-      float* o = po + s * n;
-      for (long i = 0; i < n; ++i) {
-        const uint32_t h = mix32(mix32(lo + (uint32_t)i + k0) ^ k1);
-        o[i] = (float)(h >> 8) * (1.0f / 16777216.0f);
-      }
-    }
-  });
-  return out;
 }
 
 // 24-bit counter draws of one seed, counters c0 .. c0 + n - 1, as floats u = bits / 2**24 (the
@@ -386,6 +363,17 @@ static void counter_fill(uint64_t seed, uint64_t c0, long n, float* out) {
     }
     i = stop;
   }
+}
+
+torch::Tensor counter_uniforms(torch::Tensor seeds, int64_t start, int64_t B, int64_t U) {
+  const long S = seeds.size(0), n = B * U;
+  auto out = torch::empty({S, B, U}, torch::TensorOptions().dtype(torch::kFloat32));
+  const int64_t* ps = seeds.data_ptr<int64_t>();
+  float* po = out.data_ptr<float>();
+  at::parallel_for(0, S, 1, [&](int64_t s0, int64_t s1) {
+    for (int64_t s = s0; s < s1; ++s) counter_fill((uint64_t)ps[s], (uint64_t)start, n, po + s * n);
+  });
+  return out;
 }
 
 // MC-dropout passes t0 .. t0 + T - 1 of K one-hidden-layer ReLU nets with one output, as
@@ -481,7 +469,7 @@ def _module():
                 from torch.utils.cpp_extension import load_inline
 
                 module = load_inline(
-                    "droplab_fused_step_v12", cpp_sources=[_SOURCE],
+                    "droplab_fused_step_v13", cpp_sources=[_SOURCE],
                     # -fopenmp: at::parallel_for is an OpenMP pragma in the header; without the
                     # flag it compiles to a serial loop (threads=2 ran on one core)
                     extra_cflags=["-O3", "-march=native", "-ffp-contract=fast", "-fopenmp"],

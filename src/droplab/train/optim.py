@@ -166,13 +166,17 @@ def direct_step(optimizer: torch.optim.Optimizer) -> Callable[[], None] | None:
         >>> w.grad = torch.ones(3, 4); opt.step()
         >>> step = direct_step(opt); step()  # the same update as opt.step()
     """
-    from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks
+    import torch.optim.optimizer as base
 
     if type(optimizer) is not torch.optim.Adam or getattr(optimizer, "grad_scale", None) is not None:
         return None
-    if optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks:
-        return None
-    if _global_optimizer_pre_hooks or _global_optimizer_post_hooks:
+    # hooks and the fused kernel are torch internals: whatever is not where torch 2.4-2.13 keeps
+    # it counts as "cannot", and optimizer.step() stays
+    hooks = [getattr(optimizer, "_optimizer_step_pre_hooks", None),
+             getattr(optimizer, "_optimizer_step_post_hooks", None),
+             getattr(base, "_global_optimizer_pre_hooks", None),
+             getattr(base, "_global_optimizer_post_hooks", None)]
+    if any(h is None or len(h) for h in hooks) or not hasattr(torch, "_fused_adam_"):
         return None
     plans = []
     kinds = set()
